@@ -1,0 +1,324 @@
+"""The engine: from files to findings.
+
+For each file: read it (skipping binary, huge and missing files with a note), run the text
+prefilter, parse it once with libcst, and drive every applicable rule from one traversal that
+also feeds the shared semantic model. Positions are resolved only for files that produced a
+report, because libcst's position pass costs about as much as a traversal.
+Large batches of files go to a process pool.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import libcst as cst
+from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+
+from bot.facts import RepoFacts
+from bot.findings import Edit, Finding, Fix, Note, NoteKind, Span, fingerprint
+from bot.rule import SESSION_TOKENS, FileContext, RawReport, Rule, RuleOptions
+from bot.semantics import Semantics
+from bot.suppressions import Suppressions
+from bot.walker import walk
+
+MAX_FILE_BYTES = 1024 * 1024
+# Below this much source, starting worker processes costs more than it saves (measured with
+# benchmarks/bench.py on a 2-core machine: a pool pays off from about 150k lines).
+POOL_THRESHOLD_BYTES = 4 * 1024 * 1024
+_BASE_SESSION_TOKENS = ("AsyncSession", "sessionmaker", "Depends")
+
+
+@dataclass(frozen=True)
+class FileJob:
+    path: str  # as shown to the user (relative, posix)
+    disk_path: str  # where to read it
+    module_name: str  # dotted, for resolving relative imports and naming facts
+
+
+@dataclass
+class FileResult:
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    parsed: bool = False
+    prefiltered: bool = False
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Everything a worker process needs, picklable."""
+
+    rule_codes: tuple[str, ...]
+    facts: RepoFacts = RepoFacts()
+    options: RuleOptions = RuleOptions()
+
+
+# ---------------------------------------------------------------------------- one file
+def read_source(job: FileJob) -> tuple[bytes | None, Note | None]:
+    try:
+        size = os.path.getsize(job.disk_path)
+        if size > MAX_FILE_BYTES:
+            return None, Note(NoteKind.TOO_LARGE, job.path, f"skipped: {size} bytes is over the 1 MiB limit")
+        with open(job.disk_path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return None, Note(NoteKind.MISSING, job.path, "skipped: the file is not on disk")
+    except OSError as error:
+        return None, Note(NoteKind.UNREADABLE, job.path, f"skipped: {error.strerror or error}")
+    if b"\0" in data:
+        return None, Note(NoteKind.BINARY, job.path, "skipped: binary file")
+    return data, None
+
+
+def decode_source(job: FileJob, data: bytes) -> tuple[str | None, Note | None]:
+    try:
+        encoding = _declared_encoding(data)
+        return data.decode(encoding).removeprefix("\ufeff"), None
+    except (UnicodeDecodeError, LookupError) as error:
+        return None, Note(NoteKind.UNREADABLE, job.path, f"skipped: cannot decode the file ({error.reason if isinstance(error, UnicodeDecodeError) else error})")
+
+
+def _declared_encoding(data: bytes) -> str:
+    """PEP 263: a coding cookie on one of the first two lines, else UTF-8."""
+    import re
+
+    for line in data.split(b"\n", 2)[:2]:
+        match = re.match(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", line)
+        if match:
+            return match.group(1).decode("ascii")
+    return "utf-8"
+
+
+def applicable_rules(rules: Sequence[type[Rule]], text: str, facts: RepoFacts) -> list[type[Rule]]:
+    """The text prefilter: a rule applies when every one of its token groups occurs."""
+    session_tokens = (*_BASE_SESSION_TOKENS, *facts.tokens)
+    has_session: bool | None = None
+    chosen = []
+    for rule in rules:
+        for group in rule.TOKENS:
+            if group == SESSION_TOKENS:
+                if has_session is None:
+                    has_session = any(token in text for token in session_tokens)
+                if not has_session:
+                    break
+            elif not any(token in text for token in group):
+                break
+        else:
+            chosen.append(rule)
+    return chosen
+
+
+def analyse_text(
+    job: FileJob,
+    text: str,
+    rules: Sequence[type[Rule]],
+    facts: RepoFacts,
+    options: RuleOptions,
+) -> FileResult:
+    result = FileResult()
+    chosen = applicable_rules(rules, text, facts)
+    if not chosen:
+        result.prefiltered = True
+        return result
+    try:
+        module = cst.parse_module(text)
+    except cst.ParserSyntaxError as error:
+        message = " ".join(str(error.message).split())
+        result.notes.append(Note(NoteKind.SYNTAX_ERROR, job.path, f"cannot parse: {message}", error.raw_line, error.raw_column + 1))
+        return result
+    except RecursionError:
+        result.notes.append(Note(NoteKind.SYNTAX_ERROR, job.path, "cannot parse: nesting too deep"))
+        return result
+    result.parsed = True
+    semantics = Semantics(job.module_name, facts)
+    context = FileContext(job.path, text, module, semantics, options)
+    run_rules(context, [rule(context) for rule in chosen])
+    if context.reports:
+        result.findings = to_findings(context)
+    return result
+
+
+def run_rules(context: FileContext, instances: Sequence[Rule]) -> None:
+    """One traversal: the semantic model first, then each rule's handler for the node type."""
+    visits: dict[type[cst.CSTNode], list[Callable[[cst.CSTNode], None]]] = {}
+    leaves: dict[type[cst.CSTNode], list[Callable[[cst.CSTNode], None]]] = {}
+    for instance in instances:
+        for attribute in dir(type(instance)):
+            prefix, _, node_name = attribute.partition("_")
+            if prefix not in ("visit", "leave") or not node_name:
+                continue
+            node_type = getattr(cst, node_name, None)
+            if isinstance(node_type, type) and issubclass(node_type, cst.CSTNode):
+                table = visits if prefix == "visit" else leaves
+                table.setdefault(node_type, []).append(getattr(instance, attribute))
+    semantics = context.semantics
+    statements: list[cst.CSTNode] = []
+
+    def enter(node: cst.CSTNode) -> None:
+        if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+            statements.append(node)
+            context.statement = node
+        semantics.enter(node)
+        for handler in visits.get(type(node), ()):
+            handler(node)
+
+    def leave(node: cst.CSTNode) -> None:
+        for handler in leaves.get(type(node), ()):
+            handler(node)
+        semantics.leave(node)
+        if statements and statements[-1] is node:
+            statements.pop()
+            context.statement = statements[-1] if statements else None
+
+    walk(context.module, enter, leave)
+
+
+# ---------------------------------------------------------------------------- reports -> findings
+def to_findings(context: FileContext) -> list[Finding]:
+    positions = MetadataWrapper(context.module, unsafe_skip_copy=True).resolve(PositionProvider)
+    suppressions = Suppressions.from_source(context.source)
+    occurrences: dict[tuple[str, str, str], int] = {}
+    findings = []
+    for raw in context.reports:
+        span = _span(positions[raw.node])
+        statement_line = positions[raw.statement].start.line if raw.statement in positions else span.start_line
+        rule = raw.rule
+        if suppressions.suppresses(rule.CODE, rule.NAME, (span.start_line, statement_line)):
+            continue
+        source = context.module.code_for_node(raw.node)
+        key = (rule.CODE, raw.scope, " ".join(source.split()))
+        occurrence = occurrences.get(key, 0)
+        occurrences[key] = occurrence + 1
+        findings.append(
+            Finding(
+                code=rule.CODE,
+                name=rule.NAME,
+                severity=rule.SEVERITY,
+                path=context.path,
+                span=span,
+                message=raw.message,
+                section=rule.SECTION,
+                related=tuple(_related(raw, positions)),
+                fix=_fix(raw, context, positions),
+                fingerprint=fingerprint(rule.CODE, context.path, raw.scope, source, occurrence),
+            )
+        )
+    return findings
+
+
+def _span(code_range: CodeRange) -> Span:
+    return Span(code_range.start.line, code_range.start.column + 1, code_range.end.line, code_range.end.column + 1)
+
+
+def _related(raw: RawReport, positions: object) -> Iterable[object]:
+    from bot.findings import RelatedLocation
+
+    table = positions  # a Mapping[CSTNode, CodeRange]
+    for node, message in raw.related:
+        code_range = table[node]  # type: ignore[index]
+        yield RelatedLocation(_span(code_range), message)
+
+
+def _fix(raw: RawReport, context: FileContext, positions: object) -> Fix | None:
+    """Turn node replacements into text edits; drop the fix unless the result re-parses."""
+    if raw.fix is None:
+        return None
+    table = positions
+    edits = tuple(sorted((Edit(_span(table[node]), text) for node, text in raw.fix.replacements), key=lambda e: e.span))  # type: ignore[index]
+    fixed = apply_edits(context.source, edits)
+    try:
+        cst.parse_module(fixed)
+    except cst.ParserSyntaxError:
+        return None
+    return Fix(raw.fix.description, raw.fix.safety, edits)
+
+
+def apply_edits(source: str, edits: Sequence[Edit]) -> str:
+    """Apply non-overlapping edits (1-based lines and columns) to source text."""
+    lines = source.splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+
+    def offset(line: int, col: int) -> int:
+        return starts[line - 1] + col - 1 if line - 1 < len(starts) else len(source)
+
+    result = source
+    for edit in sorted(edits, key=lambda e: e.span, reverse=True):
+        begin = offset(edit.span.start_line, edit.span.start_col)
+        end = offset(edit.span.end_line, edit.span.end_col)
+        result = result[:begin] + edit.content + result[end:]
+    return result
+
+
+# ---------------------------------------------------------------------------- many files
+def analyse_job(job: FileJob, rules: Sequence[type[Rule]], facts: RepoFacts, options: RuleOptions) -> FileResult:
+    data, note = read_source(job)
+    if data is None:
+        return FileResult(notes=[note] if note else [])
+    text, note = decode_source(job, data)
+    if text is None:
+        return FileResult(notes=[note] if note else [])
+    return analyse_text(job, text, rules, facts, options)
+
+
+def _worker_run(jobs: Sequence[FileJob], settings: EngineSettings) -> list[FileResult]:
+    from bot.registry import rules_by_code
+
+    known = rules_by_code()
+    rules = [known[code] for code in settings.rule_codes]
+    return [analyse_job(job, rules, settings.facts, settings.options) for job in jobs]
+
+
+def analyse_jobs(
+    jobs: Sequence[FileJob],
+    rules: Sequence[type[Rule]],
+    facts: RepoFacts,
+    options: RuleOptions,
+    *,
+    workers: int | None = None,
+) -> list[FileResult]:
+    """Analyse files, in a process pool when the batch is large enough to pay for it."""
+    if workers is None:
+        workers = _workers_for(jobs)
+    if workers <= 1 or len(jobs) < 2:
+        return [analyse_job(job, rules, facts, options) for job in jobs]
+    settings = EngineSettings(tuple(rule.CODE for rule in rules), facts, options)
+    chunks = _balanced_chunks(jobs, workers * 4)
+    import multiprocessing
+
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+    context = multiprocessing.get_context(method)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        batches = pool.map(_worker_run, chunks, [settings] * len(chunks))
+        return [result for batch in batches for result in batch]
+
+
+def _workers_for(jobs: Sequence[FileJob]) -> int:
+    total = 0
+    for job in jobs:
+        try:
+            total += os.path.getsize(job.disk_path)
+        except OSError:
+            continue
+        if total >= POOL_THRESHOLD_BYTES:
+            return os.cpu_count() or 1
+    return 1
+
+
+def _balanced_chunks(jobs: Sequence[FileJob], count: int) -> list[list[FileJob]]:
+    """Largest files first, dealt round-robin, so no worker ends up with all the big ones."""
+
+    def size(job: FileJob) -> int:
+        try:
+            return os.path.getsize(job.disk_path)
+        except OSError:
+            return 0
+
+    ordered = sorted(jobs, key=size, reverse=True)
+    chunks: list[list[FileJob]] = [[] for _ in range(max(1, min(count, len(ordered))))]
+    for index, job in enumerate(ordered):
+        chunks[index % len(chunks)].append(job)
+    return chunks

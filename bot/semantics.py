@@ -1,0 +1,610 @@
+"""The shared notions every rule asks about: imports, scopes, sessions, factories, endpoints.
+
+One `Semantics` object per file is fed by the engine's single traversal (it sees every scope and
+binding node before the rules do) and answers questions such as "what does this name resolve
+to", "is this expression an AsyncSession", "which session does this object wrap", "is this
+function a FastAPI endpoint". Rules never re-derive any of this.
+
+Precision comes first: when the meaning of a name cannot be established (a name imported from a
+file we do not know, a call whose result type is unknown), the answers here are "no" / None.
+"""
+
+from __future__ import annotations
+
+import builtins
+import enum
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import libcst as cst
+
+from bot.facts import RepoFacts
+
+BUILTIN_NAMES = frozenset(dir(builtins))
+
+# Qualified names, after import resolution.
+ASYNC_SESSIONMAKER = frozenset(
+    {
+        "sqlalchemy.ext.asyncio.async_sessionmaker",
+        "sqlalchemy.ext.asyncio.session.async_sessionmaker",
+    }
+)
+SESSIONMAKER = frozenset({"sqlalchemy.orm.sessionmaker", "sqlalchemy.orm.session.sessionmaker"})
+CREATE_ASYNC_ENGINE = frozenset(
+    {"sqlalchemy.ext.asyncio.create_async_engine", "sqlalchemy.ext.asyncio.engine.create_async_engine"}
+)
+ANNOTATED = frozenset({"typing.Annotated", "typing_extensions.Annotated"})
+OPTIONAL = frozenset({"typing.Optional", "typing_extensions.Optional"})
+UNION = frozenset({"typing.Union", "typing_extensions.Union"})
+DEPENDS = frozenset({"fastapi.Depends", "fastapi.params.Depends", "fastapi.param_functions.Depends"})
+ENDPOINT_METHODS = frozenset(
+    {"get", "post", "put", "patch", "delete", "options", "head", "trace", "api_route", "websocket"}
+)
+# Parameter names that mean "the request's session" when the type is unknown but the value is
+# injected with Depends(...): the catalogue's fallback.
+SESSION_PARAM_NAMES = frozenset({"session", "db", "db_session"})
+
+# The coroutine methods of AsyncSession (SQLAlchemy 2.0 and 2.1, measured by introspection).
+SESSION_COROUTINE_METHODS = frozenset(
+    {
+        "aclose", "close", "close_all", "commit", "connection", "delete", "delete_all", "execute",
+        "flush", "get", "get_one", "invalidate", "merge", "merge_all", "refresh", "reset",
+        "rollback", "run_sync", "scalar", "scalars", "stream", "stream_scalars",
+    }
+)  # fmt: skip
+
+
+class BindingKind(enum.Enum):
+    IMPORT = "import"
+    FUNCTION = "function"
+    CLASS = "class"
+    SESSION = "session"  # an AsyncSession instance
+    FACTORY = "factory"  # async_sessionmaker(...) and friends
+    SESSION_ALIAS = "session-alias"  # SessionDep = Annotated[AsyncSession, Depends(...)]
+    ENGINE = "engine"
+    WRAPPER = "wrapper"  # an object built around a session: UserRepository(session)
+    PARAM = "param"  # a parameter that is none of the above
+    OTHER = "other"
+
+
+@dataclass(eq=False)
+class Binding:
+    """What a name means at one place. Identity matters: two uses of one session share one
+    Binding object, a rebinding makes a new one."""
+
+    kind: BindingKind
+    name: str
+    node: cst.CSTNode | None = None
+    qualname: str | None = None  # imports, module-level functions and classes
+    value: cst.BaseExpression | None = None  # the assigned expression, when there is one
+    wraps: Binding | None = None  # WRAPPER: the session it was built around
+    is_async: bool = False  # FUNCTION: `async def`
+    request_scoped: bool = False  # PARAM/SESSION parameters injected with Depends(...)
+
+    @property
+    def session(self) -> Binding | None:
+        """The session this name gives access to (itself, or the session it wraps)."""
+        if self.kind is BindingKind.SESSION:
+            return self
+        return self.wraps
+
+
+class ScopeKind(enum.Enum):
+    MODULE = "module"
+    CLASS = "class"
+    FUNCTION = "function"
+    LAMBDA = "lambda"
+
+
+@dataclass(eq=False)
+class Scope:
+    kind: ScopeKind
+    node: cst.CSTNode
+    parent: Scope | None
+    qualname: str
+    is_async: bool = False
+    bindings: dict[str, Binding] = field(default_factory=dict)
+    declared_global: set[str] = field(default_factory=set)
+    # CLASS scopes: attributes that hold a session (`self.session = session`, `session: AsyncSession`)
+    session_attributes: dict[str, Binding] = field(default_factory=dict)
+
+    @property
+    def is_function(self) -> bool:
+        return self.kind in (ScopeKind.FUNCTION, ScopeKind.LAMBDA)
+
+    def enclosing_class(self) -> Scope | None:
+        """The class whose method this scope is (for `self.x` lookups)."""
+        if self.kind is ScopeKind.FUNCTION and self.parent and self.parent.kind is ScopeKind.CLASS:
+            return self.parent
+        return None
+
+
+class Semantics:
+    """Per-file semantic model, built incrementally in source order by the engine's traversal."""
+
+    def __init__(self, module_name: str, facts: RepoFacts) -> None:
+        self.module_name = module_name
+        self.facts = facts
+        self.module_scope = Scope(ScopeKind.MODULE, cst.Module(body=[]), None, "")
+        self.scope = self.module_scope
+        self.scopes: dict[cst.CSTNode, Scope] = {}
+        self._name_counts: dict[int, Counter[str]] = {}
+
+    # ------------------------------------------------------------------ traversal hooks
+    def enter(self, node: cst.CSTNode) -> None:
+        if isinstance(node, cst.FunctionDef):
+            self._enter_function(node)
+        elif isinstance(node, cst.ClassDef):
+            self._bind(node.name.value, Binding(BindingKind.CLASS, node.name.value, node, self._qualify(node.name.value)))
+            self._push(ScopeKind.CLASS, node, node.name.value)
+        elif isinstance(node, cst.Lambda):
+            scope = self._push(ScopeKind.LAMBDA, node, "<lambda>")
+            for param in _all_params(node.params):
+                scope.bindings[param.name.value] = Binding(BindingKind.PARAM, param.name.value, param)
+        elif isinstance(node, (cst.Import, cst.ImportFrom)):
+            self._bind_import(node)
+        elif isinstance(node, cst.Assign):
+            for target in node.targets:
+                self._bind_target(target.target, node.value, node)
+        elif isinstance(node, cst.AnnAssign):
+            self._bind_annotated(node)
+        elif isinstance(node, cst.With):
+            for item in node.items:
+                if item.asname is not None:
+                    self._bind_target(item.asname.name, item.item, node, context_manager=True)
+        elif isinstance(node, cst.For):
+            self._bind_target(node.target, None, node)
+        elif isinstance(node, cst.Global):
+            self.scope.declared_global.update(n.name.value for n in node.names)
+        elif isinstance(node, cst.TypeAlias):
+            name = node.name.value
+            kind = BindingKind.SESSION_ALIAS if self.is_session_type(node.value) else BindingKind.OTHER
+            self._bind(name, Binding(kind, name, node, self._qualify(name), node.value))
+        elif isinstance(node, cst.NamedExpr) and isinstance(node.target, cst.Name):
+            self._bind_target(node.target, node.value, node)
+
+    def leave(self, node: cst.CSTNode) -> None:
+        if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)) and self.scope.parent is not None:
+            self.scope = self.scope.parent
+
+    # ------------------------------------------------------------------ scopes
+    def _push(self, kind: ScopeKind, node: cst.CSTNode, name: str, is_async: bool = False) -> Scope:
+        qualname = f"{self.scope.qualname}.{name}" if self.scope.qualname else name
+        scope = Scope(kind, node, self.scope, qualname, is_async=is_async)
+        self.scopes[node] = scope
+        self.scope = scope
+        return scope
+
+    def _enter_function(self, node: cst.FunctionDef) -> None:
+        name = node.name.value
+        is_async = node.asynchronous is not None
+        self._bind(name, Binding(BindingKind.FUNCTION, name, node, self._qualify(name), is_async=is_async))
+        scope = self._push(ScopeKind.FUNCTION, node, name, is_async)
+        for param in _all_params(node.params):
+            scope.bindings[param.name.value] = self._param_binding(param)
+
+    def function_scope(self) -> Scope | None:
+        """The innermost function or lambda scope around the current node."""
+        scope: Scope | None = self.scope
+        while scope is not None and not scope.is_function:
+            scope = scope.parent
+        return scope
+
+    def scope_of(self, node: cst.CSTNode) -> Scope | None:
+        return self.scopes.get(node)
+
+    def in_async_function(self) -> bool:
+        scope = self.function_scope()
+        return scope is not None and scope.kind is ScopeKind.FUNCTION and scope.is_async
+
+    # ------------------------------------------------------------------ bindings
+    def _qualify(self, name: str) -> str | None:
+        if self.scope.kind is ScopeKind.MODULE:
+            return f"{self.module_name}.{name}" if self.module_name else name
+        return None
+
+    def _bind(self, name: str, binding: Binding) -> None:
+        scope = self.scope
+        if name in scope.declared_global:
+            scope = self.module_scope
+        scope.bindings[name] = binding
+
+    def lookup(self, name: str, scope: Scope | None = None) -> Binding | None:
+        """Python's name resolution: local, enclosing functions (not classes), module."""
+        start = scope or self.scope
+        current: Scope | None = start
+        while current is not None:
+            if current is start or current.kind is not ScopeKind.CLASS:
+                if name in current.declared_global:
+                    return self.module_scope.bindings.get(name)
+                binding = current.bindings.get(name)
+                if binding is not None:
+                    return binding
+            current = current.parent
+        return None
+
+    def _bind_import(self, node: cst.Import | cst.ImportFrom) -> None:
+        if isinstance(node, cst.Import):
+            for alias in node.names:
+                dotted = _dotted(alias.name)
+                if dotted is None:
+                    continue
+                if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                    local = alias.asname.name.value
+                    self._bind(local, Binding(BindingKind.IMPORT, local, node, dotted))
+                else:
+                    top = dotted.split(".")[0]
+                    self._bind(top, Binding(BindingKind.IMPORT, top, node, top))
+            return
+        base = self._import_from_base(node)
+        if base is None or isinstance(node.names, cst.ImportStar):
+            return
+        for alias in node.names:
+            imported = _dotted(alias.name)
+            if imported is None:
+                continue
+            local = imported
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                local = alias.asname.name.value
+            qualname = f"{base}.{imported}" if base else imported
+            self._bind(local, Binding(BindingKind.IMPORT, local, node, qualname))
+
+    def _import_from_base(self, node: cst.ImportFrom) -> str | None:
+        module = _dotted(node.module) if node.module is not None else ""
+        if module is None:
+            return None
+        level = len(node.relative)
+        if level == 0:
+            return module
+        # Relative imports resolve against this file's package, as Python does.
+        package = self.module_name.split(".")[:-1] if self.module_name else []
+        if level > 1:
+            package = package[: len(package) - (level - 1)] if level - 1 <= len(package) else []
+        parts = [*package, module] if module else package
+        return ".".join(p for p in parts if p)
+
+    def _param_binding(self, param: cst.Param) -> Binding:
+        name = param.name.value
+        request_scoped = self.is_request_scoped(param)
+        is_session = param.annotation is not None and self.is_session_type(param.annotation.annotation)
+        if not is_session and param.annotation is None and request_scoped:
+            is_session = name in SESSION_PARAM_NAMES or name.endswith("_session")
+        kind = BindingKind.SESSION if is_session else BindingKind.PARAM
+        return Binding(kind, name, param, request_scoped=request_scoped)
+
+    def _bind_annotated(self, node: cst.AnnAssign) -> None:
+        target = node.target
+        annotation = node.annotation.annotation
+        if isinstance(target, cst.Name):
+            name = target.value
+            if _is_type_alias_annotation(annotation, self) and node.value is not None:
+                kind = BindingKind.SESSION_ALIAS if self.is_session_type(node.value) else BindingKind.OTHER
+                self._bind(name, Binding(kind, name, node, self._qualify(name), node.value))
+                return
+            if node.value is not None:
+                self._bind_target(target, node.value, node)
+                return
+            if self.is_session_type(annotation):
+                if self.scope.kind is ScopeKind.CLASS:
+                    self.scope.session_attributes[name] = Binding(BindingKind.SESSION, name, node)
+                else:
+                    self._bind(name, Binding(BindingKind.SESSION, name, node))
+            return
+        if node.value is not None:
+            self._bind_target(target, node.value, node)
+
+    def _bind_target(
+        self,
+        target: cst.BaseExpression,
+        value: cst.BaseExpression | None,
+        node: cst.CSTNode,
+        context_manager: bool = False,
+    ) -> None:
+        if isinstance(target, cst.Name):
+            name = target.value
+            binding = self.classify_binding(name, value, node, context_manager)
+            if binding.qualname is None and binding.kind in (BindingKind.FACTORY, BindingKind.SESSION_ALIAS, BindingKind.ENGINE, BindingKind.OTHER):
+                binding.qualname = self._qualify(name)
+            self._bind(name, binding)
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            for element in target.elements:
+                self._bind_target(element.value, None, node)
+        elif isinstance(target, cst.StarredElement):
+            self._bind_target(target.value, None, node)
+        elif isinstance(target, cst.Attribute) and value is not None:
+            self._bind_self_attribute(target, value)
+
+    def _bind_self_attribute(self, target: cst.Attribute, value: cst.BaseExpression) -> None:
+        """`self.session = session` in a method makes `session` a session attribute of the class."""
+        if not (isinstance(target.value, cst.Name) and target.value.value == "self"):
+            return
+        function = self.function_scope()
+        cls = function.enclosing_class() if function else None
+        if cls is None:
+            return
+        held = self.session_binding(value)
+        if held is not None:
+            cls.session_attributes[target.attr.value] = held
+
+    def classify_binding(
+        self,
+        name: str,
+        value: cst.BaseExpression | None,
+        node: cst.CSTNode,
+        context_manager: bool = False,
+    ) -> Binding:
+        """What binding `name = value` (or `with value as name`) creates."""
+        if value is None:
+            return Binding(BindingKind.OTHER, name, node)
+        if isinstance(value, cst.Call):
+            made = self.call_makes(value, context_manager)
+            if made is BindingKind.WRAPPER:
+                return Binding(made, name, node, value=value, wraps=self._wrapped_session(value))
+            if made is not None:
+                return Binding(made, name, node, value=value)
+        if not context_manager:
+            if self.is_session_type(value) and isinstance(value, cst.Subscript):
+                return Binding(BindingKind.SESSION_ALIAS, name, node, value=value)
+            aliased = self.session_binding(value)
+            if aliased is not None:  # s2 = s
+                return Binding(BindingKind.WRAPPER, name, node, value=value, wraps=aliased)
+        return Binding(BindingKind.OTHER, name, node, value=value)
+
+    def call_makes(self, call: cst.Call, context_manager: bool = False) -> BindingKind | None:
+        """What kind of object a call returns, when that can be established."""
+        func = call.func
+        qualname = self.qualified_name(func)
+        if qualname in ASYNC_SESSIONMAKER:
+            return BindingKind.FACTORY
+        if qualname in SESSIONMAKER and self._has_async_class_argument(call):
+            return BindingKind.FACTORY
+        if qualname in CREATE_ASYNC_ENGINE:
+            return BindingKind.ENGINE
+        if self.is_async_session_class(func) or self.is_session_factory(func):
+            return BindingKind.SESSION
+        # `async with F.begin() as s` yields a session too.
+        if (
+            context_manager
+            and isinstance(func, cst.Attribute)
+            and func.attr.value == "begin"
+            and self.is_session_factory(func.value)
+        ):
+            return BindingKind.SESSION
+        if not context_manager and self._wrapped_session(call) is not None and self._looks_like_class(func):
+            return BindingKind.WRAPPER
+        return None
+
+    def _has_async_class_argument(self, call: cst.Call) -> bool:
+        return any(
+            arg.keyword is not None and arg.keyword.value == "class_" and self.is_async_session_class(arg.value)
+            for arg in call.args
+        )
+
+    def _wrapped_session(self, call: cst.Call) -> Binding | None:
+        for arg in call.args:
+            held = self.session_binding(arg.value)
+            if held is not None:
+                return held
+        return None
+
+    def _looks_like_class(self, func: cst.BaseExpression) -> bool:
+        """A constructor call: the callee is a class here, or a CamelCase name imported."""
+        if isinstance(func, cst.Name):
+            binding = self.lookup(func.value)
+            if binding is not None and binding.kind is BindingKind.CLASS:
+                return True
+            last = func.value
+        elif isinstance(func, cst.Attribute):
+            last = func.attr.value
+        else:
+            return False
+        return last[:1].isupper() and not last.isupper()
+
+    # ------------------------------------------------------------------ resolution
+    def qualified_name(self, expr: cst.BaseExpression) -> str | None:
+        """`aio.gather` -> `asyncio.gather` with `import asyncio as aio`; None for locals."""
+        if isinstance(expr, cst.Name):
+            binding = self.lookup(expr.value)
+            if binding is None:
+                return f"builtins.{expr.value}" if expr.value in BUILTIN_NAMES else None
+            return binding.qualname if binding.kind in (BindingKind.IMPORT, BindingKind.FUNCTION, BindingKind.CLASS, BindingKind.FACTORY, BindingKind.SESSION_ALIAS, BindingKind.ENGINE) else None
+        if isinstance(expr, cst.Attribute):
+            base = self.qualified_name(expr.value)
+            if base is None or base.startswith("builtins."):
+                return None
+            return f"{base}.{expr.attr.value}"
+        return None
+
+    def is_async_session_class(self, expr: cst.BaseExpression) -> bool:
+        """`AsyncSession` itself (SQLAlchemy's, SQLModel's or a project re-export of it)."""
+        qualname = self.qualified_name(expr)
+        if qualname is not None:
+            return qualname.rsplit(".", 1)[-1] == "AsyncSession"
+        # Unresolvable but spelled AsyncSession (e.g. imported under TYPE_CHECKING we did see).
+        return isinstance(expr, cst.Name) and expr.value == "AsyncSession" and self.lookup("AsyncSession") is None
+
+    def is_session_factory(self, expr: cst.BaseExpression) -> bool:
+        if isinstance(expr, cst.Name):
+            binding = self.lookup(expr.value)
+            if binding is not None and binding.kind is BindingKind.FACTORY:
+                return True
+        qualname = self.qualified_name(expr)
+        return qualname is not None and self.facts.is_session_factory(qualname)
+
+    def is_session_type(self, annotation: cst.BaseExpression) -> bool:
+        """True for AsyncSession, Annotated[AsyncSession, ...], Optional/| None, aliases, strings."""
+        if isinstance(annotation, cst.SimpleString):
+            parsed = _parse_annotation_string(annotation.evaluated_value if isinstance(annotation.evaluated_value, str) else "")
+            return parsed is not None and self.is_session_type(parsed)
+        if isinstance(annotation, (cst.Name, cst.Attribute)):
+            if self.is_async_session_class(annotation):
+                return True
+            if isinstance(annotation, cst.Name):
+                binding = self.lookup(annotation.value)
+                if binding is not None and binding.kind is BindingKind.SESSION_ALIAS:
+                    return True
+            qualname = self.qualified_name(annotation)
+            return qualname is not None and self.facts.is_session_alias(qualname)
+        if isinstance(annotation, cst.Subscript):
+            base = self.qualified_name(annotation.value)
+            elements = [e.slice.value for e in annotation.slice if isinstance(e.slice, cst.Index)]
+            if base in ANNOTATED and elements:
+                return self.is_session_type(elements[0])
+            if base in OPTIONAL or base in UNION:
+                return any(self.is_session_type(e) for e in elements if not _is_none(e))
+            return False
+        if isinstance(annotation, cst.BinaryOperation) and isinstance(annotation.operator, cst.BitOr):
+            sides = [annotation.left, annotation.right]
+            return any(self.is_session_type(s) for s in sides if not _is_none(s))
+        return False
+
+    def session_binding(self, expr: cst.BaseExpression) -> Binding | None:
+        """The session an expression gives access to: `s`, `repo` (built around s), `self.session`."""
+        if isinstance(expr, cst.Name):
+            binding = self.lookup(expr.value)
+            return binding.session if binding is not None else None
+        if (
+            isinstance(expr, cst.Attribute)
+            and isinstance(expr.value, cst.Name)
+            and expr.value.value == "self"
+        ):
+            function = self.function_scope()
+            # Inside a nested function or lambda, `self` is the method's.
+            while function is not None and function.enclosing_class() is None:
+                parent = function.parent
+                function = parent if parent is not None and parent.is_function else None
+            cls = function.enclosing_class() if function else None
+            if cls is not None:
+                return cls.session_attributes.get(expr.attr.value)
+        return None
+
+    # ------------------------------------------------------------------ FastAPI
+    def is_depends_call(self, expr: cst.BaseExpression) -> bool:
+        if not isinstance(expr, cst.Call):
+            return False
+        qualname = self.qualified_name(expr.func)
+        if qualname is not None:
+            return qualname in DEPENDS or qualname.endswith(".Depends")
+        return isinstance(expr.func, cst.Name) and expr.func.value == "Depends"
+
+    def is_request_scoped(self, param: cst.Param) -> bool:
+        """Injected by FastAPI: default `Depends(...)`, or `Annotated[..., Depends(...)]` (also via alias)."""
+        if param.default is not None and self.is_depends_call(param.default):
+            return True
+        if param.annotation is None:
+            return False
+        return self._annotation_has_depends(param.annotation.annotation, depth=0)
+
+    def _annotation_has_depends(self, annotation: cst.BaseExpression, depth: int) -> bool:
+        if depth > 3:
+            return False
+        if isinstance(annotation, cst.Subscript) and self.qualified_name(annotation.value) in ANNOTATED:
+            metadata = [e.slice.value for e in annotation.slice[1:] if isinstance(e.slice, cst.Index)]
+            return any(self.is_depends_call(m) for m in metadata)
+        if isinstance(annotation, cst.Name):
+            binding = self.lookup(annotation.value)
+            if binding is not None and binding.value is not None:
+                return self._annotation_has_depends(binding.value, depth + 1)
+            qualname = self.qualified_name(annotation)
+            return qualname is not None and self.facts.is_session_alias(qualname)
+        return False
+
+    def is_endpoint(self, function: cst.FunctionDef) -> bool:
+        """Decorated with `@X.get(...)`, `@X.post(...)`, ..., `@X.api_route(...)`, `@X.websocket(...)`."""
+        for decorator in function.decorators:
+            expr = decorator.decorator
+            if (
+                isinstance(expr, cst.Call)
+                and isinstance(expr.func, cst.Attribute)
+                and expr.func.attr.value in ENDPOINT_METHODS
+            ):
+                return True
+        return False
+
+    # ------------------------------------------------------------------ lazy per-function facts
+    def name_counts_in(self, function: cst.CSTNode) -> Counter[str]:
+        """How often each name appears inside a function (nested functions included).
+
+        Binding occurrences count too: a name that appears once was only ever bound.
+        """
+        key = id(function)
+        cached = self._name_counts.get(key)
+        if cached is None:
+            cached = Counter(n.value for n in _iter_nodes(function) if isinstance(n, cst.Name))
+            self._name_counts[key] = cached
+        return cached
+
+    def free_session_uses(self, function: cst.FunctionDef | cst.Lambda) -> list[tuple[Binding, cst.CSTNode]]:
+        """Sessions of enclosing scopes that a nested function or lambda reads (a closure)."""
+        scope = self.scopes.get(function)
+        if scope is None:
+            return []
+        uses: list[tuple[Binding, cst.CSTNode]] = []
+        body = function.body
+        for node in _iter_nodes(body):
+            if isinstance(node, cst.Name) and node.value not in scope.bindings:
+                binding = self.lookup(node.value, scope)
+                if binding is not None and binding.session is not None:
+                    uses.append((binding.session, node))
+            elif isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value == "self":
+                saved = self.scope
+                self.scope = scope
+                try:
+                    held = self.session_binding(node)
+                finally:
+                    self.scope = saved
+                if held is not None:
+                    uses.append((held, node))
+        return uses
+
+
+# ---------------------------------------------------------------------- helpers
+def _all_params(params: cst.Parameters) -> Iterator[cst.Param]:
+    yield from params.posonly_params
+    yield from params.params
+    if isinstance(params.star_arg, cst.Param):
+        yield params.star_arg
+    yield from params.kwonly_params
+    if params.star_kwarg is not None:
+        yield params.star_kwarg
+
+
+def _dotted(expr: cst.BaseExpression | cst.CSTNode | None) -> str | None:
+    if isinstance(expr, cst.Name):
+        return expr.value
+    if isinstance(expr, cst.Attribute):
+        base = _dotted(expr.value)
+        return f"{base}.{expr.attr.value}" if base is not None else None
+    return None
+
+
+def _is_none(expr: cst.BaseExpression) -> bool:
+    return isinstance(expr, cst.Name) and expr.value == "None"
+
+
+def _is_type_alias_annotation(annotation: cst.BaseExpression, semantics: Semantics) -> bool:
+    qualname = semantics.qualified_name(annotation)
+    return qualname in ("typing.TypeAlias", "typing_extensions.TypeAlias") or (
+        isinstance(annotation, cst.Name) and annotation.value == "TypeAlias"
+    )
+
+
+@lru_cache(maxsize=256)
+def _parse_annotation_string(text: str) -> cst.BaseExpression | None:
+    try:
+        return cst.parse_expression(text.strip())
+    except cst.ParserSyntaxError:
+        return None
+
+
+def _iter_nodes(root: cst.CSTNode | Sequence[cst.CSTNode]) -> Iterator[cst.CSTNode]:
+    """All nodes below `root`, without libcst's costly node rebuilding visit."""
+    from bot.walker import iter_descendants
+
+    if isinstance(root, cst.CSTNode):
+        yield from iter_descendants(root)
+    else:
+        for node in root:
+            yield from iter_descendants(node)
