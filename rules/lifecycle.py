@@ -57,6 +57,7 @@ class GlobalSession(Rule):
     ```
     """
     TOKENS = (SESSION_TOKENS,)
+    NEEDS = frozenset({"repo-index"})
 
     VALID = (
         Valid(
