@@ -29,26 +29,51 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="asyncguard", description="Review async Python (FastAPI + SQLAlchemy asyncio) changes.")
+    parser = _Parser(
+        prog="asyncguard", description="Review async Python (FastAPI + SQLAlchemy asyncio) changes."
+    )
     parser.add_argument("--version", action="version", version=f"asyncguard {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     check = commands.add_parser("check", help="check files or a diff and print the findings")
-    check.add_argument("paths", nargs="*", metavar="PATH", help="files or directories (default: the current directory)")
+    check.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="files or directories (default: the current directory)",
+    )
     source = check.add_mutually_exclusive_group()
     source.add_argument("--diff", metavar="FILE", help="a unified diff to review ('-' for stdin)")
-    source.add_argument("--base", metavar="REF", help="review the working tree against the merge-base with REF")
-    check.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
-    check.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
-    check.add_argument("--config", metavar="FILE", help="use this config file instead of discovering one")
+    source.add_argument(
+        "--base", metavar="REF", help="review the working tree against the merge-base with REF"
+    )
+    check.add_argument(
+        "--format", choices=FORMATS, default="text", help="output format (default: text)"
+    )
+    check.add_argument(
+        "--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout"
+    )
+    check.add_argument(
+        "--config", metavar="FILE", help="use this config file instead of discovering one"
+    )
     check.add_argument("--filter-mode", choices=("added", "diff_context", "file", "nofilter"))
     check.add_argument("--fail-on", choices=("error", "warning", "info", "never"))
-    check.add_argument("--select", metavar="CODES", help="comma-separated codes, prefixes or names (replaces the config's)")
+    check.add_argument(
+        "--select",
+        metavar="CODES",
+        help="comma-separated codes, prefixes or names (replaces the config's)",
+    )
     check.add_argument("--extend-select", metavar="CODES", help="codes to add to the selection")
     check.add_argument("--ignore", metavar="CODES", help="codes to leave out")
-    check.add_argument("--no-index", action="store_true", help="do not scan unchanged files for repository facts")
-    check.add_argument("--workers", type=int, metavar="N", help="worker processes (default: automatic)")
-    check.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings fail the run")
+    check.add_argument(
+        "--no-index", action="store_true", help="do not scan unchanged files for repository facts"
+    )
+    check.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes (default: automatic)"
+    )
+    check.add_argument(
+        "--exit-zero", action="store_true", help="exit 0 even when findings fail the run"
+    )
 
     commands.add_parser("rules", help="list the rules")
     explain = commands.add_parser("explain", help="show a rule's documentation")
@@ -126,7 +151,12 @@ def _check(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
 
     report = run(changeset, config, workspace, index=not args.no_index, workers=args.workers)
-    color = args.format == "text" and args.output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    color = (
+        args.format == "text"
+        and args.output is None
+        and sys.stdout.isatty()
+        and "NO_COLOR" not in os.environ
+    )
     output = render(
         args.format,
         report,
@@ -185,7 +215,7 @@ def _explain(wanted: str) -> int:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise UsageError(f"unknown rule '{wanted}'{hint}")
     info = rule.info()
-    text = f"# {info.code} {info.name}\n\nDefault severity: {info.severity.value}. Skill section: \"{info.section}\".\n\n{info.summary}\n\n{info.doc}"
+    text = f'# {info.code} {info.name}\n\nDefault severity: {info.severity.value}. Skill section: "{info.section}".\n\n{info.summary}\n\n{info.doc}'
     if info.correction:
         text += f"\n## Correction to the skill\n{info.correction}\n"
     sys.stdout.write(text)

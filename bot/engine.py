@@ -10,7 +10,7 @@ Large batches of files go to a process pool.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -18,7 +18,7 @@ import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from bot.facts import RepoFacts
-from bot.findings import Edit, Finding, Fix, Note, NoteKind, Span, fingerprint
+from bot.findings import Edit, Finding, Fix, Note, NoteKind, RelatedLocation, Span, fingerprint
 from bot.rule import SESSION_TOKENS, FileContext, RawReport, Rule, RuleOptions
 from bot.semantics import Semantics
 from bot.suppressions import Suppressions
@@ -51,8 +51,8 @@ class EngineSettings:
     """Everything a worker process needs, picklable."""
 
     rule_codes: tuple[str, ...]
-    facts: RepoFacts = RepoFacts()
-    options: RuleOptions = RuleOptions()
+    facts: RepoFacts = field(default_factory=RepoFacts)
+    options: RuleOptions = field(default_factory=RuleOptions)
 
 
 # ---------------------------------------------------------------------------- one file
@@ -60,7 +60,9 @@ def read_source(job: FileJob) -> tuple[bytes | None, Note | None]:
     try:
         size = os.path.getsize(job.disk_path)
         if size > MAX_FILE_BYTES:
-            return None, Note(NoteKind.TOO_LARGE, job.path, f"skipped: {size} bytes is over the 1 MiB limit")
+            return None, Note(
+                NoteKind.TOO_LARGE, job.path, f"skipped: {size} bytes is over the 1 MiB limit"
+            )
         with open(job.disk_path, "rb") as handle:
             data = handle.read()
     except FileNotFoundError:
@@ -77,7 +79,11 @@ def decode_source(job: FileJob, data: bytes) -> tuple[str | None, Note | None]:
         encoding = _declared_encoding(data)
         return data.decode(encoding).removeprefix("\ufeff"), None
     except (UnicodeDecodeError, LookupError) as error:
-        return None, Note(NoteKind.UNREADABLE, job.path, f"skipped: cannot decode the file ({error.reason if isinstance(error, UnicodeDecodeError) else error})")
+        return None, Note(
+            NoteKind.UNREADABLE,
+            job.path,
+            f"skipped: cannot decode the file ({error.reason if isinstance(error, UnicodeDecodeError) else error})",
+        )
 
 
 def _declared_encoding(data: bytes) -> str:
@@ -126,7 +132,15 @@ def analyse_text(
         module = cst.parse_module(text)
     except cst.ParserSyntaxError as error:
         message = " ".join(str(error.message).split())
-        result.notes.append(Note(NoteKind.SYNTAX_ERROR, job.path, f"cannot parse: {message}", error.raw_line, error.raw_column + 1))
+        result.notes.append(
+            Note(
+                NoteKind.SYNTAX_ERROR,
+                job.path,
+                f"cannot parse: {message}",
+                error.raw_line,
+                error.raw_column + 1,
+            )
+        )
         return result
     except RecursionError:
         result.notes.append(Note(NoteKind.SYNTAX_ERROR, job.path, "cannot parse: nesting too deep"))
@@ -183,7 +197,12 @@ def to_findings(context: FileContext) -> list[Finding]:
     findings = []
     for raw in context.reports:
         span = _span(positions[raw.node])
-        statement_line = positions[raw.statement].start.line if raw.statement in positions else span.start_line
+        statement = raw.statement
+        statement_line = (
+            positions[statement].start.line
+            if statement is not None and statement in positions
+            else span.start_line
+        )
         rule = raw.rule
         if suppressions.suppresses(rule.CODE, rule.NAME, (span.start_line, statement_line)):
             continue
@@ -209,24 +228,33 @@ def to_findings(context: FileContext) -> list[Finding]:
 
 
 def _span(code_range: CodeRange) -> Span:
-    return Span(code_range.start.line, code_range.start.column + 1, code_range.end.line, code_range.end.column + 1)
+    return Span(
+        code_range.start.line,
+        code_range.start.column + 1,
+        code_range.end.line,
+        code_range.end.column + 1,
+    )
 
 
-def _related(raw: RawReport, positions: object) -> Iterable[object]:
-    from bot.findings import RelatedLocation
-
-    table = positions  # a Mapping[CSTNode, CodeRange]
+def _related(
+    raw: RawReport, positions: Mapping[cst.CSTNode, CodeRange]
+) -> Iterable[RelatedLocation]:
     for node, message in raw.related:
-        code_range = table[node]  # type: ignore[index]
-        yield RelatedLocation(_span(code_range), message)
+        yield RelatedLocation(_span(positions[node]), message)
 
 
-def _fix(raw: RawReport, context: FileContext, positions: object) -> Fix | None:
+def _fix(
+    raw: RawReport, context: FileContext, positions: Mapping[cst.CSTNode, CodeRange]
+) -> Fix | None:
     """Turn node replacements into text edits; drop the fix unless the result re-parses."""
     if raw.fix is None:
         return None
-    table = positions
-    edits = tuple(sorted((Edit(_span(table[node]), text) for node, text in raw.fix.replacements), key=lambda e: e.span))  # type: ignore[index]
+    edits = tuple(
+        sorted(
+            (Edit(_span(positions[node]), text) for node, text in raw.fix.replacements),
+            key=lambda e: e.span,
+        )
+    )
     fixed = apply_edits(context.source, edits)
     try:
         cst.parse_module(fixed)
@@ -254,7 +282,9 @@ def apply_edits(source: str, edits: Sequence[Edit]) -> str:
 
 
 # ---------------------------------------------------------------------------- many files
-def analyse_job(job: FileJob, rules: Sequence[type[Rule]], facts: RepoFacts, options: RuleOptions) -> FileResult:
+def analyse_job(
+    job: FileJob, rules: Sequence[type[Rule]], facts: RepoFacts, options: RuleOptions
+) -> FileResult:
     data, note = read_source(job)
     if data is None:
         return FileResult(notes=[note] if note else [])

@@ -28,18 +28,25 @@ class RepoFacts:
     tokens: frozenset[str] = field(default=frozenset(), compare=False)
 
     @classmethod
-    def build(cls, factories: set[str] | frozenset[str], aliases: set[str] | frozenset[str]) -> RepoFacts:
+    def build(
+        cls, factories: set[str] | frozenset[str], aliases: set[str] | frozenset[str]
+    ) -> RepoFacts:
         names = {q.rsplit(".", 1)[-1] for q in (*factories, *aliases)}
         return cls(frozenset(factories), frozenset(aliases), frozenset(names))
 
     def merged(self, other: RepoFacts) -> RepoFacts:
         return RepoFacts.build(
-            self.session_factories | other.session_factories, self.session_aliases | other.session_aliases
+            self.session_factories | other.session_factories,
+            self.session_aliases | other.session_aliases,
         )
 
     def is_session_factory(self, qualname: str) -> bool:
         # Only names with a module part can come from another file; a bare name is local.
-        return "." in qualname and any(dotted_suffix_match(k, qualname) for k in self.session_factories)
+        return "." in qualname and any(
+            dotted_suffix_match(k, qualname) for k in self.session_factories
+        )
 
     def is_session_alias(self, qualname: str) -> bool:
-        return "." in qualname and any(dotted_suffix_match(k, qualname) for k in self.session_aliases)
+        return "." in qualname and any(
+            dotted_suffix_match(k, qualname) for k in self.session_aliases
+        )

@@ -20,7 +20,9 @@ FilterMode = Literal["added", "diff_context", "file", "nofilter"]
 FILTER_MODES: tuple[FilterMode, ...] = ("added", "diff_context", "file", "nofilter")
 
 
-def filter_findings(findings: Iterable[Finding], changeset: ChangeSet, mode: FilterMode) -> list[Finding]:
+def filter_findings(
+    findings: Iterable[Finding], changeset: ChangeSet, mode: FilterMode
+) -> list[Finding]:
     if mode == "nofilter" or changeset.whole_files:
         return list(findings)
     kept = []

@@ -21,7 +21,9 @@ from bot.changeset import ChangeSet, FileChange, parse_unified_diff
 
 # The same test as git's: a NUL byte among the first 8000 bytes makes a file binary.
 _BINARY_SNIFF = 8000
-_DIFF = ["diff", "--no-color", "--no-ext-diff", "--no-textconv", "-M"]
+# Plumbing rather than `git diff`: it ignores the user's diff config (noprefix, mnemonicPrefix,
+# color, external) and does not rewrite the index to refresh its stat data.
+_DIFF = ["diff-index", "-p", "-M", "--no-color", "--no-ext-diff", "--no-textconv"]
 _PREFIXES = ["--src-prefix=a/", "--dst-prefix=b/"]
 _QUOTE_ESCAPES = {
     7: b"\\a",
@@ -92,13 +94,11 @@ def _rebase(change: FileChange, prefix: str) -> FileChange:
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    # quotepath=off leaves non-ASCII names readable (the parser decodes quoting either way);
-    # GIT_OPTIONAL_LOCKS=0 stops git from refreshing the index while it reads.
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+    # quotepath=off leaves non-ASCII names readable (the parser decodes quoting either way).
     command = ["git", "-c", "core.quotepath=off", *args]
     try:
         return subprocess.run(
-            command, cwd=cwd, env=env, capture_output=True, stdin=subprocess.DEVNULL, check=False
+            command, cwd=cwd, capture_output=True, stdin=subprocess.DEVNULL, check=False
         )
     except OSError as error:
         raise GitError(f"cannot run git in {cwd}: {error.strerror or error}") from None

@@ -37,10 +37,7 @@ def changeset_for_paths(paths: Sequence[str], workspace: Workspace, config: Conf
     seen: set[str] = set()
     for given in paths or ["."]:
         target = workspace.cwd / given
-        if target.is_dir():
-            candidates = sorted(_python_files(target, config))
-        else:
-            candidates = [target]
+        candidates = sorted(_python_files(target, config)) if target.is_dir() else [target]
         for candidate in candidates:
             relative = os.path.relpath(candidate, workspace.cwd).replace(os.sep, "/")
             if relative not in seen:
@@ -50,12 +47,14 @@ def changeset_for_paths(paths: Sequence[str], workspace: Workspace, config: Conf
 
 
 def _python_files(directory: Path, config: Config) -> list[Path]:
-    found = []
+    found: list[Path] = []
     for current, dirnames, filenames in os.walk(directory):
         dirnames[:] = [
             d
             for d in dirnames
-            if d not in SKIPPED_DIRS and not d.endswith(".egg-info") and not config.is_excluded(str(Path(current, d).resolve()))
+            if d not in SKIPPED_DIRS
+            and not d.endswith(".egg-info")
+            and not config.is_excluded(str(Path(current, d).resolve()))
         ]
         found.extend(Path(current, f) for f in filenames if f.endswith(".py"))
     return found
@@ -79,7 +78,9 @@ def selected_rules(config: Config) -> list[type[Rule]]:
     return [rule for rule in rules if rule.CODE in enabled]
 
 
-def repository_facts(config: Config, workspace: Workspace, rules: Sequence[type[Rule]], index: bool) -> RepoFacts:
+def repository_facts(
+    config: Config, workspace: Workspace, rules: Sequence[type[Rule]], index: bool
+) -> RepoFacts:
     """What the rules need to know from other files: the index of the checkout plus config."""
     facts = RepoFacts.build(set(config.session_factories), set())
     if index and any("repo-index" in rule.NEEDS for rule in rules):
@@ -118,7 +119,9 @@ def run(
         expire_on_commit=config.expire_on_commit,
     )
     findings: list[Finding] = []
-    for job, result in zip(jobs, analyse_jobs(jobs, rules, facts, options, workers=workers), strict=True):
+    for job, result in zip(
+        jobs, analyse_jobs(jobs, rules, facts, options, workers=workers), strict=True
+    ):
         report.notes.extend(result.notes)
         if result.prefiltered:
             report.files_skipped_by_prefilter += 1
@@ -129,7 +132,9 @@ def run(
     return report
 
 
-def _configured(findings: Sequence[Finding], config: Config, workspace: Workspace, job: FileJob) -> list[Finding]:
+def _configured(
+    findings: Sequence[Finding], config: Config, workspace: Workspace, job: FileJob
+) -> list[Finding]:
     """Apply the config's severities and per-file ignores."""
     ignored = config.ignored_codes_for(job.disk_path)
     infos = {rule.CODE: rule.info() for rule in all_rules()}

@@ -48,7 +48,9 @@ def module_name_for(relative_path: str) -> str:
 def iter_python_files(root: Path, excluded: Iterable[str] = ()) -> Iterator[Path]:
     skipped = SKIPPED_DIRS | set(excluded)
     for directory, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in skipped and not d.endswith(".egg-info"))
+        dirnames[:] = sorted(
+            d for d in dirnames if d not in skipped and not d.endswith(".egg-info")
+        )
         for filename in sorted(filenames):
             if filename.endswith(".py"):
                 yield Path(directory, filename)
@@ -88,5 +90,7 @@ def build_index(root: Path) -> RepoFacts:
         if not _DEFINITION.search(data):
             continue
         relative = path.relative_to(root).as_posix()
-        facts = facts.merged(facts_from_source(module_name_for(relative), data.decode("utf-8", "replace")))
+        facts = facts.merged(
+            facts_from_source(module_name_for(relative), data.decode("utf-8", "replace"))
+        )
     return facts

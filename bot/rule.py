@@ -95,7 +95,13 @@ class FileContext:
 class RuleOptions:
     """The config values rules read (kept small and picklable for worker processes)."""
 
-    side_effect_patterns: tuple[str, ...] = ("send_*", "*email*", "*notify*", "*analytics*", "*webhook*")
+    side_effect_patterns: tuple[str, ...] = (
+        "send_*",
+        "*email*",
+        "*notify*",
+        "*analytics*",
+        "*webhook*",
+    )
     blocking_calls: tuple[str, ...] = ()
     expire_on_commit: bool | None = None
 

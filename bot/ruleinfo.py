@@ -17,7 +17,9 @@ class RuleInfo:
     severity: Severity  # the default severity
     section: str  # the skill heading it enforces, e.g. "Pattern: Concurrent vs Sequential Queries"
     summary: str  # one line
-    doc: str  # Markdown, ruff's order: What it does / Why is this bad? / Example / Use instead / ...
+    doc: (
+        str  # Markdown, ruff's order: What it does / Why is this bad? / Example / Use instead / ...
+    )
     correction: str | None = None  # where the skill's own advice is wrong
     fixable: bool = False
 

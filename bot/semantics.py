@@ -33,12 +33,17 @@ ASYNC_SESSIONMAKER = frozenset(
 )
 SESSIONMAKER = frozenset({"sqlalchemy.orm.sessionmaker", "sqlalchemy.orm.session.sessionmaker"})
 CREATE_ASYNC_ENGINE = frozenset(
-    {"sqlalchemy.ext.asyncio.create_async_engine", "sqlalchemy.ext.asyncio.engine.create_async_engine"}
+    {
+        "sqlalchemy.ext.asyncio.create_async_engine",
+        "sqlalchemy.ext.asyncio.engine.create_async_engine",
+    }
 )
 ANNOTATED = frozenset({"typing.Annotated", "typing_extensions.Annotated"})
 OPTIONAL = frozenset({"typing.Optional", "typing_extensions.Optional"})
 UNION = frozenset({"typing.Union", "typing_extensions.Union"})
-DEPENDS = frozenset({"fastapi.Depends", "fastapi.params.Depends", "fastapi.param_functions.Depends"})
+DEPENDS = frozenset(
+    {"fastapi.Depends", "fastapi.params.Depends", "fastapi.param_functions.Depends"}
+)
 ENDPOINT_METHODS = frozenset(
     {"get", "post", "put", "patch", "delete", "options", "head", "trace", "api_route", "websocket"}
 )
@@ -137,12 +142,17 @@ class Semantics:
         if isinstance(node, cst.FunctionDef):
             self._enter_function(node)
         elif isinstance(node, cst.ClassDef):
-            self._bind(node.name.value, Binding(BindingKind.CLASS, node.name.value, node, self._qualify(node.name.value)))
+            self._bind(
+                node.name.value,
+                Binding(BindingKind.CLASS, node.name.value, node, self._qualify(node.name.value)),
+            )
             self._push(ScopeKind.CLASS, node, node.name.value)
         elif isinstance(node, cst.Lambda):
             scope = self._push(ScopeKind.LAMBDA, node, "<lambda>")
             for param in _all_params(node.params):
-                scope.bindings[param.name.value] = Binding(BindingKind.PARAM, param.name.value, param)
+                scope.bindings[param.name.value] = Binding(
+                    BindingKind.PARAM, param.name.value, param
+                )
         elif isinstance(node, (cst.Import, cst.ImportFrom)):
             self._bind_import(node)
         elif isinstance(node, cst.Assign):
@@ -160,13 +170,18 @@ class Semantics:
             self.scope.declared_global.update(n.name.value for n in node.names)
         elif isinstance(node, cst.TypeAlias):
             name = node.name.value
-            kind = BindingKind.SESSION_ALIAS if self.is_session_type(node.value) else BindingKind.OTHER
+            kind = (
+                BindingKind.SESSION_ALIAS if self.is_session_type(node.value) else BindingKind.OTHER
+            )
             self._bind(name, Binding(kind, name, node, self._qualify(name), node.value))
         elif isinstance(node, cst.NamedExpr) and isinstance(node.target, cst.Name):
             self._bind_target(node.target, node.value, node)
 
     def leave(self, node: cst.CSTNode) -> None:
-        if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)) and self.scope.parent is not None:
+        if (
+            isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda))
+            and self.scope.parent is not None
+        ):
             self.scope = self.scope.parent
 
     # ------------------------------------------------------------------ scopes
@@ -180,7 +195,9 @@ class Semantics:
     def _enter_function(self, node: cst.FunctionDef) -> None:
         name = node.name.value
         is_async = node.asynchronous is not None
-        self._bind(name, Binding(BindingKind.FUNCTION, name, node, self._qualify(name), is_async=is_async))
+        self._bind(
+            name, Binding(BindingKind.FUNCTION, name, node, self._qualify(name), is_async=is_async)
+        )
         scope = self._push(ScopeKind.FUNCTION, node, name, is_async)
         for param in _all_params(node.params):
             scope.bindings[param.name.value] = self._param_binding(param)
@@ -268,7 +285,9 @@ class Semantics:
     def _param_binding(self, param: cst.Param) -> Binding:
         name = param.name.value
         request_scoped = self.is_request_scoped(param)
-        is_session = param.annotation is not None and self.is_session_type(param.annotation.annotation)
+        is_session = param.annotation is not None and self.is_session_type(
+            param.annotation.annotation
+        )
         if not is_session and param.annotation is None and request_scoped:
             is_session = name in SESSION_PARAM_NAMES or name.endswith("_session")
         kind = BindingKind.SESSION if is_session else BindingKind.PARAM
@@ -280,7 +299,11 @@ class Semantics:
         if isinstance(target, cst.Name):
             name = target.value
             if _is_type_alias_annotation(annotation, self) and node.value is not None:
-                kind = BindingKind.SESSION_ALIAS if self.is_session_type(node.value) else BindingKind.OTHER
+                kind = (
+                    BindingKind.SESSION_ALIAS
+                    if self.is_session_type(node.value)
+                    else BindingKind.OTHER
+                )
                 self._bind(name, Binding(kind, name, node, self._qualify(name), node.value))
                 return
             if node.value is not None:
@@ -305,7 +328,12 @@ class Semantics:
         if isinstance(target, cst.Name):
             name = target.value
             binding = self.classify_binding(name, value, node, context_manager)
-            if binding.qualname is None and binding.kind in (BindingKind.FACTORY, BindingKind.SESSION_ALIAS, BindingKind.ENGINE, BindingKind.OTHER):
+            if binding.qualname is None and binding.kind in (
+                BindingKind.FACTORY,
+                BindingKind.SESSION_ALIAS,
+                BindingKind.ENGINE,
+                BindingKind.OTHER,
+            ):
                 binding.qualname = self._qualify(name)
             self._bind(name, binding)
         elif isinstance(target, (cst.Tuple, cst.List)):
@@ -372,13 +400,19 @@ class Semantics:
             and self.is_session_factory(func.value)
         ):
             return BindingKind.SESSION
-        if not context_manager and self._wrapped_session(call) is not None and self._looks_like_class(func):
+        if (
+            not context_manager
+            and self._wrapped_session(call) is not None
+            and self._looks_like_class(func)
+        ):
             return BindingKind.WRAPPER
         return None
 
     def _has_async_class_argument(self, call: cst.Call) -> bool:
         return any(
-            arg.keyword is not None and arg.keyword.value == "class_" and self.is_async_session_class(arg.value)
+            arg.keyword is not None
+            and arg.keyword.value == "class_"
+            and self.is_async_session_class(arg.value)
             for arg in call.args
         )
 
@@ -409,7 +443,19 @@ class Semantics:
             binding = self.lookup(expr.value)
             if binding is None:
                 return f"builtins.{expr.value}" if expr.value in BUILTIN_NAMES else None
-            return binding.qualname if binding.kind in (BindingKind.IMPORT, BindingKind.FUNCTION, BindingKind.CLASS, BindingKind.FACTORY, BindingKind.SESSION_ALIAS, BindingKind.ENGINE) else None
+            return (
+                binding.qualname
+                if binding.kind
+                in (
+                    BindingKind.IMPORT,
+                    BindingKind.FUNCTION,
+                    BindingKind.CLASS,
+                    BindingKind.FACTORY,
+                    BindingKind.SESSION_ALIAS,
+                    BindingKind.ENGINE,
+                )
+                else None
+            )
         if isinstance(expr, cst.Attribute):
             base = self.qualified_name(expr.value)
             if base is None or base.startswith("builtins."):
@@ -423,7 +469,11 @@ class Semantics:
         if qualname is not None:
             return qualname.rsplit(".", 1)[-1] == "AsyncSession"
         # Unresolvable but spelled AsyncSession (e.g. imported under TYPE_CHECKING we did see).
-        return isinstance(expr, cst.Name) and expr.value == "AsyncSession" and self.lookup("AsyncSession") is None
+        return (
+            isinstance(expr, cst.Name)
+            and expr.value == "AsyncSession"
+            and self.lookup("AsyncSession") is None
+        )
 
     def is_session_factory(self, expr: cst.BaseExpression) -> bool:
         if isinstance(expr, cst.Name):
@@ -436,7 +486,9 @@ class Semantics:
     def is_session_type(self, annotation: cst.BaseExpression) -> bool:
         """True for AsyncSession, Annotated[AsyncSession, ...], Optional/| None, aliases, strings."""
         if isinstance(annotation, cst.SimpleString):
-            parsed = _parse_annotation_string(annotation.evaluated_value if isinstance(annotation.evaluated_value, str) else "")
+            parsed = _parse_annotation_string(
+                annotation.evaluated_value if isinstance(annotation.evaluated_value, str) else ""
+            )
             return parsed is not None and self.is_session_type(parsed)
         if isinstance(annotation, (cst.Name, cst.Attribute)):
             if self.is_async_session_class(annotation):
@@ -455,7 +507,9 @@ class Semantics:
             if base in OPTIONAL or base in UNION:
                 return any(self.is_session_type(e) for e in elements if not _is_none(e))
             return False
-        if isinstance(annotation, cst.BinaryOperation) and isinstance(annotation.operator, cst.BitOr):
+        if isinstance(annotation, cst.BinaryOperation) and isinstance(
+            annotation.operator, cst.BitOr
+        ):
             sides = [annotation.left, annotation.right]
             return any(self.is_session_type(s) for s in sides if not _is_none(s))
         return False
@@ -500,8 +554,13 @@ class Semantics:
     def _annotation_has_depends(self, annotation: cst.BaseExpression, depth: int) -> bool:
         if depth > 3:
             return False
-        if isinstance(annotation, cst.Subscript) and self.qualified_name(annotation.value) in ANNOTATED:
-            metadata = [e.slice.value for e in annotation.slice[1:] if isinstance(e.slice, cst.Index)]
+        if (
+            isinstance(annotation, cst.Subscript)
+            and self.qualified_name(annotation.value) in ANNOTATED
+        ):
+            metadata = [
+                e.slice.value for e in annotation.slice[1:] if isinstance(e.slice, cst.Index)
+            ]
             return any(self.is_depends_call(m) for m in metadata)
         if isinstance(annotation, cst.Name):
             binding = self.lookup(annotation.value)
@@ -536,7 +595,9 @@ class Semantics:
             self._name_counts[key] = cached
         return cached
 
-    def free_session_uses(self, function: cst.FunctionDef | cst.Lambda) -> list[tuple[Binding, cst.CSTNode]]:
+    def free_session_uses(
+        self, function: cst.FunctionDef | cst.Lambda
+    ) -> list[tuple[Binding, cst.CSTNode]]:
         """Sessions of enclosing scopes that a nested function or lambda reads (a closure)."""
         scope = self.scopes.get(function)
         if scope is None:
@@ -548,7 +609,11 @@ class Semantics:
                 binding = self.lookup(node.value, scope)
                 if binding is not None and binding.session is not None:
                     uses.append((binding.session, node))
-            elif isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value == "self":
+            elif (
+                isinstance(node, cst.Attribute)
+                and isinstance(node.value, cst.Name)
+                and node.value.value == "self"
+            ):
                 saved = self.scope
                 self.scope = scope
                 try:

@@ -13,7 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # ruff's shape: codes after the colon, separated by commas or spaces; text after them is ignored.
-_NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Za-z]+[0-9]+(?:[\s,]+[A-Za-z]+[0-9]+)*))?", re.IGNORECASE)
+_NOQA = re.compile(
+    r"#\s*noqa(?::\s*(?P<codes>[A-Za-z]+[0-9]+(?:[\s,]+[A-Za-z]+[0-9]+)*))?", re.IGNORECASE
+)
 _NOQA_COLON_NO_CODES = re.compile(r"#\s*noqa:\s*(?![A-Za-z]+[0-9])", re.IGNORECASE)
 _IGNORE = re.compile(r"#\s*asyncguard:\s*ignore\[(?P<codes>[^\]]*)\]", re.IGNORECASE)
 ALL = "*"
@@ -44,10 +46,14 @@ def parse_comment(comment: str) -> set[str]:
     """The codes a comment suppresses; `{"*"}` for a bare `# noqa`."""
     codes: set[str] = set()
     for match in _IGNORE.finditer(comment):
-        codes.update(c.strip().upper() if c.strip()[:2].upper() == "AG" else c.strip() for c in match.group("codes").split(",") if c.strip())
-    match = _NOQA.search(comment)
-    if match:
-        listed = match.group("codes")
+        codes.update(
+            c.strip().upper() if c.strip()[:2].upper() == "AG" else c.strip()
+            for c in match.group("codes").split(",")
+            if c.strip()
+        )
+    noqa = _NOQA.search(comment)
+    if noqa:
+        listed = noqa.group("codes")
         if listed:
             codes.update(c.upper() for c in re.split(r"[\s,]+", listed) if c)
         elif not _NOQA_COLON_NO_CODES.search(comment):

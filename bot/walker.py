@@ -41,7 +41,7 @@ def child_fields(cls: type[cst.CSTNode]) -> tuple[str, ...]:
     if names is None:
         names = _ORDER_OVERRIDES.get(cls) or tuple(
             f.name
-            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            for f in dataclasses.fields(cls)
             if f.name not in _SKIPPED_FIELDS and not f.name.startswith("whitespace")
         )
         _fields_cache[cls] = names
@@ -82,18 +82,14 @@ def walk(
 
     Iterative, so deeply nested expressions cannot hit the recursion limit.
     """
-    leave_marker = object()
-    stack: list[object] = [root]
+    stack: list[tuple[cst.CSTNode, bool]] = [(root, False)]
     while stack:
-        item = stack.pop()
-        if item is leave_marker:
-            on_leave(stack.pop())  # type: ignore[arg-type]
+        node, leaving = stack.pop()
+        if leaving:
+            on_leave(node)
             continue
-        node = item
-        assert isinstance(node, cst.CSTNode)
         on_enter(node)
-        stack.append(node)
-        stack.append(leave_marker)
-        children = list(iter_children(node))
+        stack.append((node, True))
+        children = [(child, False) for child in iter_children(node)]
         children.reverse()
         stack.extend(children)

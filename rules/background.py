@@ -18,7 +18,9 @@ TASK_SPAWNERS = frozenset(
         "asyncio.tasks.ensure_future",
     }
 )
-LOOP_GETTERS = frozenset({"asyncio.get_event_loop", "asyncio.get_running_loop", "asyncio.new_event_loop"})
+LOOP_GETTERS = frozenset(
+    {"asyncio.get_event_loop", "asyncio.get_running_loop", "asyncio.new_event_loop"}
+)
 LOOP_NAMES = frozenset({"loop", "event_loop"})
 
 
@@ -27,7 +29,9 @@ class UnreferencedTask(Rule):
     NAME = "unreferenced-task"
     SEVERITY = Severity.WARNING
     SECTION = SECTION
-    SUMMARY = "A task from `create_task`/`ensure_future` is not kept, so it can vanish with its error."
+    SUMMARY = (
+        "A task from `create_task`/`ensure_future` is not kept, so it can vanish with its error."
+    )
     DOC = """
     ## What it does
     Flags `asyncio.create_task(...)`, `asyncio.ensure_future(...)` and `loop.create_task(...)`
@@ -282,11 +286,17 @@ class UnreferencedTask(Rule):
             if function is not node:
                 keep.append((function, name, call, statement, scope))
             elif counts[name] <= 1:  # the only occurrence is the assignment itself
-                self._report(call, f"is kept only in `{name}`, which is never used", statement, scope)
+                self._report(
+                    call, f"is kept only in `{name}`, which is never used", statement, scope
+                )
         self._pending = keep
 
     def _check_assignment(self, target: cst.BaseExpression, value: cst.BaseExpression) -> None:
-        if not isinstance(target, cst.Name) or not isinstance(value, cst.Call) or not self._spawns_task(value):
+        if (
+            not isinstance(target, cst.Name)
+            or not isinstance(value, cst.Call)
+            or not self._spawns_task(value)
+        ):
             return
         if target.value == "_":
             self._report(value, "is assigned to `_`")
@@ -294,19 +304,29 @@ class UnreferencedTask(Rule):
         scope = self.semantics.scope
         if scope.kind is not ScopeKind.FUNCTION or target.value in scope.declared_global:
             return
-        self._pending.append((scope.node, target.value, value, self.context.statement, scope.qualname))
+        self._pending.append(
+            (scope.node, target.value, value, self.context.statement, scope.qualname)
+        )
 
     def _spawns_task(self, call: cst.Call) -> bool:
         qualname = self.semantics.qualified_name(call.func)
         if qualname in TASK_SPAWNERS:
             return True
         func = call.func
-        return isinstance(func, cst.Attribute) and func.attr.value == "create_task" and self._is_event_loop(func.value)
+        return (
+            isinstance(func, cst.Attribute)
+            and func.attr.value == "create_task"
+            and self._is_event_loop(func.value)
+        )
 
     def _is_event_loop(self, expr: cst.BaseExpression) -> bool:
         if isinstance(expr, cst.Call):
             return self.semantics.qualified_name(expr.func) in LOOP_GETTERS
-        if isinstance(expr, cst.Attribute) and isinstance(expr.value, cst.Name) and expr.value.value == "self":
+        if (
+            isinstance(expr, cst.Attribute)
+            and isinstance(expr.value, cst.Name)
+            and expr.value.value == "self"
+        ):
             return expr.attr.value.lstrip("_") in LOOP_NAMES
         if isinstance(expr, cst.Name):
             binding = self.semantics.lookup(expr.value)
@@ -317,14 +337,18 @@ class UnreferencedTask(Rule):
         return False
 
     def _report(
-        self, call: cst.Call, how: str, statement: cst.CSTNode | None = None, scope: str | None = None
+        self,
+        call: cst.Call,
+        how: str,
+        statement: cst.CSTNode | None = None,
+        scope: str | None = None,
     ) -> None:
         spawner = self.context.module.code_for_node(call.func)
         self.report(
             call,
             f"the task from `{spawner}(...)` {how}: the event loop keeps only a weak reference, so "
-            "it can be garbage-collected mid-run and its exception is lost (\"Task was destroyed "
-            "but it is pending!\", \"Task exception was never retrieved\"); keep a reference or "
+            'it can be garbage-collected mid-run and its exception is lost ("Task was destroyed '
+            'but it is pending!", "Task exception was never retrieved"); keep a reference or '
             "use a TaskGroup / BackgroundTasks",
             statement=statement,
             scope=scope,

@@ -15,10 +15,18 @@ from bot.walker import iter_children, iter_descendants
 SECTION = "Pattern: Concurrent vs Sequential Queries"
 
 GATHERERS = frozenset({"asyncio.gather", "asyncio.tasks.gather"})
-WAITERS = frozenset({"asyncio.wait", "asyncio.as_completed", "asyncio.tasks.wait", "asyncio.tasks.as_completed"})
+WAITERS = frozenset(
+    {"asyncio.wait", "asyncio.as_completed", "asyncio.tasks.wait", "asyncio.tasks.as_completed"}
+)
 # Calls that wrap an awaitable and run it as it is.
 PASS_THROUGH = frozenset(
-    {"asyncio.create_task", "asyncio.ensure_future", "asyncio.wait_for", "asyncio.shield", "asyncio.timeout"}
+    {
+        "asyncio.create_task",
+        "asyncio.ensure_future",
+        "asyncio.wait_for",
+        "asyncio.shield",
+        "asyncio.timeout",
+    }
 )
 TASK_SPAWNERS = frozenset({"asyncio.create_task", "asyncio.ensure_future"})
 TASK_GROUPS = frozenset({"asyncio.TaskGroup", "asyncio.taskgroups.TaskGroup"})
@@ -85,7 +93,10 @@ class SharedSessionConcurrency(Rule):
     not permitted") and can leak the connection; on a warm one they silently run one at a time.
     Use one session per concurrent task, or a single query instead of N.
     """
-    TOKENS = (("gather", "wait", "as_completed", "TaskGroup", "create_task", "ensure_future"), SESSION_TOKENS)
+    TOKENS = (
+        ("gather", "wait", "as_completed", "TaskGroup", "create_task", "ensure_future"),
+        SESSION_TOKENS,
+    )
     NEEDS = frozenset({"repo-index"})
 
     VALID = (
@@ -354,13 +365,27 @@ class SharedSessionConcurrency(Rule):
     def visit_Call(self, node: cst.Call) -> None:
         qualname = self.semantics.qualified_name(node.func)
         if qualname in GATHERERS:
-            self._check_concurrent(node, [arg.value if arg.star != "*" else cst.StarredElement(arg.value) for arg in node.args if arg.keyword is None], "asyncio.gather")
+            self._check_concurrent(
+                node,
+                [
+                    arg.value if arg.star != "*" else cst.StarredElement(arg.value)
+                    for arg in node.args
+                    if arg.keyword is None
+                ],
+                "asyncio.gather",
+            )
         elif qualname in WAITERS and node.args:
             kind = qualname.rsplit(".", 1)[-1]
-            self._check_concurrent(node, list(self._collection_items(node.args[0].value)), f"asyncio.{kind}")
+            self._check_concurrent(
+                node, list(self._collection_items(node.args[0].value)), f"asyncio.{kind}"
+            )
         elif qualname in TASK_SPAWNERS and node.args:
             self._check_task_in_loop(node, node.args[0].value)
-        elif isinstance(node.func, cst.Attribute) and node.func.attr.value == "create_task" and node.args:
+        elif (
+            isinstance(node.func, cst.Attribute)
+            and node.func.attr.value == "create_task"
+            and node.args
+        ):
             group = self._task_group(node.func.value)
             if group is not None:
                 self._groups.setdefault(group, []).append((node, self.context.statement))
@@ -375,7 +400,9 @@ class SharedSessionConcurrency(Rule):
                 self._check_group(calls)
 
     # ---------------------------------------------------------------- checks
-    def _check_concurrent(self, call: cst.Call, awaitables: Sequence[cst.BaseExpression], label: str) -> None:
+    def _check_concurrent(
+        self, call: cst.Call, awaitables: Sequence[cst.BaseExpression], label: str
+    ) -> None:
         by_session: dict[Binding, list[Use]] = {}
         count: dict[Binding, int] = {}
         for awaitable in awaitables:
@@ -403,7 +430,9 @@ class SharedSessionConcurrency(Rule):
         uses = list(self._uses(coroutine))
         if not uses or self._awaited_in_loop(loop):
             return
-        self._report_shared(call, uses[0].session, uses, "by a task created on every pass of this loop")
+        self._report_shared(
+            call, uses[0].session, uses, "by a task created on every pass of this loop"
+        )
 
     def _check_group(self, calls: list[tuple[cst.Call, cst.CSTNode | None]]) -> None:
         first_use: dict[Binding, tuple[cst.Call, cst.CSTNode | None]] = {}
@@ -418,7 +447,9 @@ class SharedSessionConcurrency(Rule):
         for session, n in tasks.items():
             if n >= 2:
                 call, statement = first_use[session]
-                self._report_shared(call, session, all_uses[session], f"by {n} tasks of this TaskGroup", statement)
+                self._report_shared(
+                    call, session, all_uses[session], f"by {n} tasks of this TaskGroup", statement
+                )
                 return
 
     def _report_shared(
@@ -430,18 +461,23 @@ class SharedSessionConcurrency(Rule):
         statement: cst.CSTNode | None = None,
     ) -> None:
         # One bug, one finding: a gather over tasks already reported at their create_task is not new.
-        if id(node) in self._reported_calls or (uses and all(id(u.node) in self._reported_uses for u in uses)):
+        if id(node) in self._reported_calls or (
+            uses and all(id(u.node) in self._reported_uses for u in uses)
+        ):
             return
         self._reported_calls.add(id(node))
         self._reported_uses.update(id(u.node) for u in uses)
         shown = self.context.module.code_for_node(uses[0].node) if uses else session.name
         self.report(
             node,
-            f"`{shown}` is used {how}; one AsyncSession must not be used concurrently (\"This "
-            "session is provisioning a new connection; concurrent operations are not permitted\"), "
+            f'`{shown}` is used {how}; one AsyncSession must not be used concurrently ("This '
+            'session is provisioning a new connection; concurrent operations are not permitted"), '
             "and where it does not fail the queries still run one at a time: give each task its own "
             "session, or run them sequentially",
-            related=[(use.node, f"uses `{self.context.module.code_for_node(use.node)}`") for use in _distinct(uses)],
+            related=[
+                (use.node, f"uses `{self.context.module.code_for_node(use.node)}`")
+                for use in _distinct(uses)
+            ],
             statement=statement,
         )
 
@@ -466,8 +502,14 @@ class SharedSessionConcurrency(Rule):
             return
         if isinstance(expr, cst.Name):
             binding = self.semantics.lookup(expr.value)
-            if binding is not None and binding.kind is BindingKind.OTHER and isinstance(binding.value, cst.Call):
-                yield from self._uses(binding.value, depth + 1)  # coro = s.execute(q); gather(coro, ...)
+            if (
+                binding is not None
+                and binding.kind is BindingKind.OTHER
+                and isinstance(binding.value, cst.Call)
+            ):
+                yield from self._uses(
+                    binding.value, depth + 1
+                )  # coro = s.execute(q); gather(coro, ...)
             return
         if not isinstance(expr, cst.Call):
             return
@@ -483,7 +525,11 @@ class SharedSessionConcurrency(Rule):
                 yield Use(held, func.value, repeated=False)
         elif isinstance(func, cst.Name):
             binding = self.semantics.lookup(func.value)
-            if binding is not None and binding.kind is BindingKind.FUNCTION and isinstance(binding.node, cst.FunctionDef):
+            if (
+                binding is not None
+                and binding.kind is BindingKind.FUNCTION
+                and isinstance(binding.node, cst.FunctionDef)
+            ):
                 yield from self._closure_uses(binding.node)
         for arg in expr.args:
             if isinstance(arg.value, cst.Lambda):
@@ -504,8 +550,7 @@ class SharedSessionConcurrency(Rule):
             yield from self._uses(items[0], depth + 1)
             return
         for item in items:
-            for use in self._uses(item, depth + 1):
-                yield use
+            yield from self._uses(item, depth + 1)
 
     def _collection_items(self, expr: cst.BaseExpression) -> Iterator[cst.BaseExpression]:
         if isinstance(expr, (cst.List, cst.Tuple, cst.Set)):
@@ -518,7 +563,10 @@ class SharedSessionConcurrency(Rule):
             if binding is None or binding.kind is not BindingKind.OTHER:
                 return
             if isinstance(binding.value, (cst.List, cst.Tuple, cst.Set, *COMPREHENSIONS)):
-                if isinstance(binding.value, (cst.List, cst.Tuple, cst.Set)) and not binding.value.elements:
+                if (
+                    isinstance(binding.value, (cst.List, cst.Tuple, cst.Set))
+                    and not binding.value.elements
+                ):
                     yield from self._appended_items(expr.value)
                 else:
                     yield from self._collection_items(binding.value)
@@ -539,7 +587,9 @@ class SharedSessionConcurrency(Rule):
             ):
                 item = call.args[0].value
                 if in_loop:
-                    yield cst.GeneratorExp(elt=item, for_in=cst.CompFor(target=cst.Name("_"), iter=cst.Name("_")))
+                    yield cst.GeneratorExp(
+                        elt=item, for_in=cst.CompFor(target=cst.Name("_"), iter=cst.Name("_"))
+                    )
                 else:
                     yield item
 
@@ -561,7 +611,9 @@ class SharedSessionConcurrency(Rule):
             return False
         name = small.targets[0].target.value
         return any(
-            isinstance(node, cst.Await) and isinstance(node.expression, cst.Name) and node.expression.value == name
+            isinstance(node, cst.Await)
+            and isinstance(node.expression, cst.Name)
+            and node.expression.value == name
             for node in iter_descendants(loop)
         )
 
@@ -575,7 +627,9 @@ def _comprehension_targets(comprehension: cst.BaseComp) -> set[str]:
     return names
 
 
-def _calls_with_loop_flag(root: cst.CSTNode, in_loop: bool = False) -> Iterator[tuple[cst.Call, bool]]:
+def _calls_with_loop_flag(
+    root: cst.CSTNode, in_loop: bool = False
+) -> Iterator[tuple[cst.Call, bool]]:
     for child in iter_children(root):
         if isinstance(child, (cst.FunctionDef, cst.Lambda, cst.ClassDef)):
             continue

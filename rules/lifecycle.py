@@ -238,7 +238,9 @@ class GlobalSession(Rule):
         if node.value is not None:
             self._check(node, node.target, node.value)
 
-    def _check(self, node: cst.CSTNode, target: cst.BaseExpression, value: cst.BaseExpression) -> None:
+    def _check(
+        self, node: cst.CSTNode, target: cst.BaseExpression, value: cst.BaseExpression
+    ) -> None:
         if not isinstance(target, cst.Name) or not isinstance(value, cst.Call):
             return
         scope = self.semantics.scope

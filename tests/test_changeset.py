@@ -420,7 +420,9 @@ def test_binary_files(repo: Repo, binary_patch: bool) -> None:
     data = repo.diff("--binary") if binary_patch else repo.diff()
     changes = parse_unified_diff(data)
 
-    marker = b"GIT binary patch" if binary_patch else b"Binary files a/logo.png and b/logo.png differ"
+    marker = (
+        b"GIT binary patch" if binary_patch else b"Binary files a/logo.png and b/logo.png differ"
+    )
     assert marker in data
     assert [(change.path, change.status, change.hunks) for change in changes] == [
         ("logo.png", FileStatus.BINARY, ()),
@@ -526,7 +528,9 @@ def test_hunk_shorter_than_its_header_before_next_file(repo: Repo) -> None:
 
     message = diff_error(data.replace("@@ -1,3 +1,4 @@", "@@ -1,3 +1,6 @@"))
 
-    assert message == "malformed diff: hunk at line 5 of the diff has fewer lines than its header says"
+    assert (
+        message == "malformed diff: hunk at line 5 of the diff has fewer lines than its header says"
+    )
 
 
 def test_hunk_shorter_than_its_header_at_end(repo: Repo) -> None:

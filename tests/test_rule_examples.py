@@ -29,7 +29,9 @@ def _run(rule: type[Rule], source: str, path: str):
     return analyse_text(job, source, [rule], RepoFacts(), RuleOptions())
 
 
-@pytest.mark.parametrize(("rule", "example"), [(r, e) for r, e, _ in CASES], ids=[i for *_, i in CASES])
+@pytest.mark.parametrize(
+    ("rule", "example"), [(r, e) for r, e, _ in CASES], ids=[i for *_, i in CASES]
+)
 def test_example(rule: type[Rule], example: Valid | Invalid) -> None:
     result = _run(rule, example.source, example.path)
     assert not result.notes, result.notes
@@ -37,7 +39,9 @@ def test_example(rule: type[Rule], example: Valid | Invalid) -> None:
     if isinstance(example, Valid):
         assert findings == [], f"unexpected: {[(f.span.start_line, f.message) for f in findings]}"
         return
-    assert len(findings) == 1, f"expected one finding on line {example.line}, got {[(f.span.start_line, f.message) for f in findings]}"
+    assert len(findings) == 1, (
+        f"expected one finding on line {example.line}, got {[(f.span.start_line, f.message) for f in findings]}"
+    )
     finding = findings[0]
     assert finding.span.start_line == example.line
     if example.message is not None:
