@@ -101,6 +101,10 @@ _QUOTED_FIRST = re.compile(r'("(?:[^"\\]|\\.)*") (.*)')
 _QUOTED_LAST = re.compile(r'(.*) ("(?:[^"\\]|\\.)*")')
 _OCTAL_ESCAPE = re.compile(r"[0-7]{1,3}")
 _C_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
+_UNIDIFF_MESSAGES = {
+    "Target without source": "a +++ line without a --- line before it",
+    "Unexpected marker": "a 'No newline at end of file' marker outside a hunk",
+}
 _PLACEHOLDER = "\0"  # cannot occur in a real path: git quotes NUL as \000
 
 
@@ -337,7 +341,8 @@ def _unquote(name: str) -> str:
             index = octal.end()
         else:
             escaped = body[index + 1]
-            out += bytes([_C_ESCAPES[escaped]]) if escaped in _C_ESCAPES else escaped.encode()
+            unknown = escaped.encode("utf-8", "surrogateescape")
+            out += bytes([_C_ESCAPES[escaped]]) if escaped in _C_ESCAPES else unknown
             index += 2
     return out.decode("utf-8", "surrogateescape")
 
@@ -407,7 +412,10 @@ def _diff_error(message: str, feed: _LineFeed) -> DiffError:
     if message.startswith("Unexpected hunk found") and feed.hunk_before(line_no):
         # unidiff drops the file after a line it cannot place, so the next hunk is "unexpected".
         return _extra_lines_error(feed.hunk_before(line_no))
-    detail = message.splitlines()[0].strip() if message.strip() else "unreadable"
+    detail = message.replace(_PLACEHOLDER, "").strip().partition("\n")[0] or "unreadable"
+    for unidiff_words, ours in _UNIDIFF_MESSAGES.items():
+        if detail.startswith(unidiff_words):
+            detail = ours
     return DiffError(f"malformed diff at line {line_no}: {detail[:100]}")
 
 
@@ -470,7 +478,8 @@ def _file_change(patched: PatchedFile, sections: list[_GitSection]) -> FileChang
     header = section.header if section else _plain_header(patched)
     added, hunks = _new_side(patched)
     path = header.new_path if header.new_path is not None else header.old_path
-    assert path is not None  # a header always names at least one side
+    if path is None:
+        raise DiffError("malformed diff: a file header says the file exists on neither side")
     return FileChange(
         path=path,
         status=_status(header, has_hunks=len(patched) > 0),

@@ -148,45 +148,84 @@ def analyse_text(
     result.parsed = True
     semantics = Semantics(job.module_name, facts)
     context = FileContext(job.path, text, module, semantics, options)
-    run_rules(context, [rule(context) for rule in chosen])
+    result.notes.extend(run_rules(context, [rule(context) for rule in chosen]))
     if context.reports:
         result.findings = to_findings(context)
     return result
 
 
-def run_rules(context: FileContext, instances: Sequence[Rule]) -> None:
-    """One traversal: the semantic model first, then each rule's handler for the node type."""
-    visits: dict[type[cst.CSTNode], list[Callable[[cst.CSTNode], None]]] = {}
-    leaves: dict[type[cst.CSTNode], list[Callable[[cst.CSTNode], None]]] = {}
-    for instance in instances:
-        for attribute in dir(type(instance)):
+_handler_names: dict[type[Rule], tuple[tuple[str, type[cst.CSTNode], str], ...]] = {}
+
+
+def _handlers_of(rule: type[Rule]) -> tuple[tuple[str, type[cst.CSTNode], str], ...]:
+    """(visit|leave, node type, method name) for each handler a rule class defines."""
+    found = _handler_names.get(rule)
+    if found is None:
+        entries = []
+        for attribute in dir(rule):
             prefix, _, node_name = attribute.partition("_")
-            if prefix not in ("visit", "leave") or not node_name:
-                continue
-            node_type = getattr(cst, node_name, None)
-            if isinstance(node_type, type) and issubclass(node_type, cst.CSTNode):
-                table = visits if prefix == "visit" else leaves
-                table.setdefault(node_type, []).append(getattr(instance, attribute))
+            if prefix in ("visit", "leave") and node_name:
+                node_type = getattr(cst, node_name, None)
+                if isinstance(node_type, type) and issubclass(node_type, cst.CSTNode):
+                    entries.append((prefix, node_type, attribute))
+        found = _handler_names[rule] = tuple(entries)
+    return found
+
+
+Handler = tuple[Rule, Callable[[cst.CSTNode], None]]
+
+
+def run_rules(context: FileContext, instances: Sequence[Rule]) -> list[Note]:
+    """One traversal: the semantic model first, then each rule's handler for the node type.
+
+    A rule that raises is switched off for this file (its reports dropped) and the others go
+    on: one rule's bug must not cost the whole review.
+    """
+    visits: dict[type[cst.CSTNode], list[Handler]] = {}
+    leaves: dict[type[cst.CSTNode], list[Handler]] = {}
+    for instance in instances:
+        for prefix, node_type, attribute in _handlers_of(type(instance)):
+            table = visits if prefix == "visit" else leaves
+            table.setdefault(node_type, []).append((instance, getattr(instance, attribute)))
     semantics = context.semantics
     statements: list[cst.CSTNode] = []
+    failed: dict[type[Rule], str] = {}
+
+    def call(handlers: list[Handler], node: cst.CSTNode) -> None:
+        for instance, handler in handlers:
+            if type(instance) in failed:
+                continue
+            try:
+                handler(node)
+            except Exception as error:  # noqa: BLE001 - reported as a note, see docstring
+                failed[type(instance)] = f"{type(error).__name__}: {error}"
 
     def enter(node: cst.CSTNode) -> None:
         if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
             statements.append(node)
             context.statement = node
         semantics.enter(node)
-        for handler in visits.get(type(node), ()):
-            handler(node)
+        handlers = visits.get(type(node))
+        if handlers:
+            call(handlers, node)
 
     def leave(node: cst.CSTNode) -> None:
-        for handler in leaves.get(type(node), ()):
-            handler(node)
+        handlers = leaves.get(type(node))
+        if handlers:
+            call(handlers, node)
         semantics.leave(node)
         if statements and statements[-1] is node:
             statements.pop()
             context.statement = statements[-1] if statements else None
 
     walk(context.module, enter, leave)
+    if not failed:
+        return []
+    context.reports = [r for r in context.reports if r.rule not in failed]
+    return [
+        Note(NoteKind.INTERNAL_ERROR, context.path, f"{rule.CODE} skipped for this file after an internal error ({reason})")
+        for rule, reason in failed.items()
+    ]
 
 
 # ---------------------------------------------------------------------------- reports -> findings
@@ -196,7 +235,10 @@ def to_findings(context: FileContext) -> list[Finding]:
     occurrences: dict[tuple[str, str, str], int] = {}
     findings = []
     for raw in context.reports:
-        span = _span(positions[raw.node])
+        code_range = positions.get(raw.node)
+        if code_range is None:  # a rule reported a node it built itself: a bug, not a finding
+            continue
+        span = _span(code_range)
         statement = raw.statement
         statement_line = (
             positions[statement].start.line
@@ -240,14 +282,16 @@ def _related(
     raw: RawReport, positions: Mapping[cst.CSTNode, CodeRange]
 ) -> Iterable[RelatedLocation]:
     for node, message in raw.related:
-        yield RelatedLocation(_span(positions[node]), message)
+        code_range = positions.get(node)
+        if code_range is not None:
+            yield RelatedLocation(_span(code_range), message)
 
 
 def _fix(
     raw: RawReport, context: FileContext, positions: Mapping[cst.CSTNode, CodeRange]
 ) -> Fix | None:
     """Turn node replacements into text edits; drop the fix unless the result re-parses."""
-    if raw.fix is None:
+    if raw.fix is None or any(node not in positions for node, _ in raw.fix.replacements):
         return None
     edits = tuple(
         sorted(

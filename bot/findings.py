@@ -95,6 +95,7 @@ class NoteKind(str, enum.Enum):
     TOO_LARGE = "file-too-large"
     MISSING = "file-missing"
     UNREADABLE = "file-unreadable"
+    INTERNAL_ERROR = "internal-error"
 
 
 @dataclass(frozen=True)

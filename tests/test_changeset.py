@@ -583,7 +583,17 @@ def test_broken_hunk_header(repo: Repo) -> None:
     assert diff_error(data) == "malformed diff: line 5 of the diff is not a valid hunk header"
 
 
-def test_garbage_after_a_header() -> None:
+def test_marker_outside_a_hunk() -> None:
     message = diff_error("--- a/x.py\n+++ b/x.py\n\\ No newline at end of file\n")
 
-    assert message.startswith("malformed diff at line 3: ")
+    assert message == (
+        "malformed diff at line 3: a 'No newline at end of file' marker outside a hunk"
+    )
+
+
+def test_plus_line_without_minus_line(repo: Repo) -> None:
+    data = two_file_diff(repo).replace("--- a/b.py\n", "")
+
+    message = diff_error(data)
+
+    assert message == "malformed diff at line 12: a +++ line without a --- line before it"

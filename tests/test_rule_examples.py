@@ -6,6 +6,7 @@ import pytest
 
 from bot.engine import FileJob, analyse_text, apply_edits
 from bot.facts import RepoFacts
+from bot.findings import NoteKind, Severity
 from bot.registry import all_rules
 from bot.rule import Invalid, Rule, RuleOptions, Valid
 
@@ -64,3 +65,26 @@ def test_rule_metadata(rule: type[Rule]) -> None:
     if info.fixable:
         assert "## Fix safety" in info.doc
     assert len(rule.INVALID) >= 5 and len(rule.VALID) >= 8
+
+
+class _BrokenRule(Rule):
+    CODE = "AG999"
+    NAME = "broken"
+    SEVERITY = Severity.ERROR
+    SECTION = "Pattern: Test"
+    SUMMARY = "raises"
+    DOC = ""
+
+    def visit_Call(self, node: object) -> None:
+        raise ValueError("boom")
+
+
+def test_a_rule_that_raises_is_skipped_with_a_note_and_others_still_run() -> None:
+    from rules.background import UnreferencedTask
+
+    source = "import asyncio\n\nasync def f():\n    asyncio.create_task(g())\n"
+    job = FileJob("a.py", "a.py", "a")
+    result = analyse_text(job, source, [_BrokenRule, UnreferencedTask], RepoFacts(), RuleOptions())
+    assert [f.code for f in result.findings] == ["AG501"]
+    assert [n.kind for n in result.notes] == [NoteKind.INTERNAL_ERROR]
+    assert "AG999" in result.notes[0].message and "boom" in result.notes[0].message
