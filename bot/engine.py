@@ -223,7 +223,11 @@ def run_rules(context: FileContext, instances: Sequence[Rule]) -> list[Note]:
         return []
     context.reports = [r for r in context.reports if r.rule not in failed]
     return [
-        Note(NoteKind.INTERNAL_ERROR, context.path, f"{rule.CODE} skipped for this file after an internal error ({reason})")
+        Note(
+            NoteKind.INTERNAL_ERROR,
+            context.path,
+            f"{rule.CODE} skipped for this file after an internal error ({reason})",
+        )
         for rule, reason in failed.items()
     ]
 

@@ -346,10 +346,9 @@ class UnreferencedTask(Rule):
         spawner = self.context.module.code_for_node(call.func)
         self.report(
             call,
-            f"the task from `{spawner}(...)` {how}: the event loop keeps only a weak reference, so "
-            'it can be garbage-collected mid-run and its exception is lost ("Task was destroyed '
-            'but it is pending!", "Task exception was never retrieved"); keep a reference or '
-            "use a TaskGroup / BackgroundTasks",
+            f"the task from `{spawner}(...)` {how}: the event loop keeps only a weak reference, "
+            'so it can vanish mid-run and its exception is lost ("Task exception was never '
+            'retrieved"); keep a reference, or use a TaskGroup or BackgroundTasks',
             statement=statement,
             scope=scope,
         )

@@ -341,6 +341,7 @@ class SharedSessionConcurrency(Rule):
         self._groups: dict[Binding, list[tuple[cst.Call, cst.CSTNode | None]]] = {}
         self._reported_calls: set[int] = set()
         self._reported_uses: set[int] = set()
+        self._awaited_calls: set[int] = set()
 
     # ---------------------------------------------------------------- traversal
     def visit_For(self, node: cst.For) -> None:
@@ -355,12 +356,35 @@ class SharedSessionConcurrency(Rule):
     def leave_While(self, node: cst.While) -> None:
         self._loops.pop()
 
+    def visit_ListComp(self, node: cst.ListComp) -> None:
+        self._loops.append(node)
+
+    def leave_ListComp(self, node: cst.ListComp) -> None:
+        self._loops.pop()
+
+    def visit_SetComp(self, node: cst.SetComp) -> None:
+        self._loops.append(node)
+
+    def leave_SetComp(self, node: cst.SetComp) -> None:
+        self._loops.pop()
+
+    def visit_GeneratorExp(self, node: cst.GeneratorExp) -> None:
+        self._loops.append(node)
+
+    def leave_GeneratorExp(self, node: cst.GeneratorExp) -> None:
+        self._loops.pop()
+
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         # A loop around a `def` does not make the function's own body a loop.
         self._loops.append(node)
 
     def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
         self._loops.pop()
+
+    def visit_Await(self, node: cst.Await) -> None:
+        # `await create_task(...)` finishes the task before the next one starts.
+        if isinstance(node.expression, cst.Call):
+            self._awaited_calls.add(id(node.expression))
 
     def visit_Call(self, node: cst.Call) -> None:
         qualname = self.semantics.qualified_name(node.func)
@@ -425,10 +449,10 @@ class SharedSessionConcurrency(Rule):
 
     def _check_task_in_loop(self, call: cst.Call, coroutine: cst.BaseExpression) -> None:
         loop = self._loops[-1] if self._loops else None
-        if loop is None or isinstance(loop, cst.FunctionDef):
+        if loop is None or isinstance(loop, cst.FunctionDef) or id(call) in self._awaited_calls:
             return
         uses = list(self._uses(coroutine))
-        if not uses or self._awaited_in_loop(loop):
+        if not uses or (isinstance(loop, (cst.For, cst.While)) and self._awaited_in_loop(loop)):
             return
         self._report_shared(
             call, uses[0].session, uses, "by a task created on every pass of this loop"
@@ -467,19 +491,28 @@ class SharedSessionConcurrency(Rule):
             return
         self._reported_calls.add(id(node))
         self._reported_uses.update(id(u.node) for u in uses)
-        shown = self.context.module.code_for_node(uses[0].node) if uses else session.name
         self.report(
             node,
-            f'`{shown}` is used {how}; one AsyncSession must not be used concurrently ("This '
-            'session is provisioning a new connection; concurrent operations are not permitted"), '
-            "and where it does not fail the queries still run one at a time: give each task its own "
-            "session, or run them sequentially",
+            f"{self._label(session, uses)} is used {how}: an AsyncSession cannot run queries "
+            'concurrently ("This session is provisioning a new connection; concurrent operations '
+            'are not permitted"); give each task its own session or await the queries one by one',
             related=[
                 (use.node, f"uses `{self.context.module.code_for_node(use.node)}`")
                 for use in _distinct(uses)
             ],
             statement=statement,
         )
+
+    def _label(self, session: Binding, uses: Sequence[Use]) -> str:
+        """`session`, or `session` (through `users`, `orders`) when reached through other objects."""
+        through = []
+        for use in uses:
+            text = self.context.module.code_for_node(use.node)
+            if text != session.name and text not in through:
+                through.append(text)
+        if not through:
+            return f"`{session.name}`"
+        return f"`{session.name}` (through {', '.join(f'`{t}`' for t in through)})"
 
     # ---------------------------------------------------------------- which sessions an awaitable uses
     def _uses(self, expr: cst.BaseExpression, depth: int = 0) -> Iterator[Use]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,9 @@ from bot.changeset import (
 )
 
 TWENTY = "".join(f"l{number}\n" for number in range(1, 21))
+bytes_paths = pytest.mark.skipif(
+    sys.platform in ("darwin", "win32"), reason="needs a file system that takes any bytes as names"
+)
 
 
 class Repo:
@@ -264,6 +269,7 @@ def test_non_utf8_content(repo: Repo) -> None:
     assert only(parse_unified_diff(data.decode("latin-1"))).added_lines == frozenset({2})
 
 
+@bytes_paths
 def test_non_utf8_path_names_the_file_on_disk(repo: Repo) -> None:
     name = b"caf\xe9.py"
     repo.commit()
@@ -597,3 +603,32 @@ def test_plus_line_without_minus_line(repo: Repo) -> None:
     message = diff_error(data)
 
     assert message == "malformed diff at line 12: a +++ line without a --- line before it"
+
+
+def test_mutated_diffs_raise_only_diff_error(repo: Repo) -> None:
+    repo.write("app.py", TWENTY)
+    repo.write("my file.py", "a\nb")
+    repo.write("img.bin", b"\0\1")
+    repo.commit()
+    repo.write("app.py", TWENTY.replace("l3\n", "three\n") + "l21")
+    repo.write("my file.py", "a\nb\nc\n")
+    repo.write("img.bin", b"\0\2")
+    repo.write('sp\u00e4ce "q".py', "q\n")
+    repo.commit()
+    lines = repo.diff().split(b"\n")
+    pieces = [b"@@ -1,2 +1,3 @@", b"diff --git a/x b/x", b"--- a/x", b"+++ b/x", b"\\", b"+"]
+    pieces += [b"", b"rename to y", b"new file mode 100644", b'"', b"\xff", b"@@"]
+    rng = random.Random(7)
+
+    for _ in range(500):
+        mutated = list(lines)
+        for _ in range(rng.randint(1, 3)):
+            index = rng.randrange(len(mutated))
+            if rng.random() < 0.4:
+                del mutated[index]
+            else:
+                mutated.insert(index, rng.choice(pieces))
+        try:
+            parse_unified_diff(b"\n".join(mutated))
+        except DiffError as error:
+            assert "\n" not in str(error) and "\0" not in str(error)

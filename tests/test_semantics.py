@@ -11,7 +11,9 @@ from bot.semantics import BindingKind, Semantics
 from bot.walker import walk
 
 
-def model(source: str, module: str = "app.routes", facts: RepoFacts | None = None) -> tuple[Semantics, cst.Module]:
+def model(
+    source: str, module: str = "app.routes", facts: RepoFacts | None = None
+) -> tuple[Semantics, cst.Module]:
     tree = cst.parse_module(textwrap.dedent(source))
     semantics = Semantics(module, facts or RepoFacts())
     walk(tree, semantics.enter, semantics.leave)
@@ -29,14 +31,19 @@ def test_import_aliases_resolve_to_qualified_names() -> None:
     )
     assert semantics.qualified_name(cst.parse_expression("aio.gather")) == "asyncio.gather"
     assert semantics.qualified_name(cst.parse_expression("ct")) == "asyncio.create_task"
-    assert semantics.qualified_name(cst.parse_expression("sa_async.AsyncSession")) == "sqlalchemy.ext.asyncio.AsyncSession"
+    assert (
+        semantics.qualified_name(cst.parse_expression("sa_async.AsyncSession"))
+        == "sqlalchemy.ext.asyncio.AsyncSession"
+    )
     assert semantics.qualified_name(cst.parse_expression("os.path.join")) == "os.path.join"
     assert semantics.qualified_name(cst.parse_expression("open")) == "builtins.open"
     assert semantics.qualified_name(cst.parse_expression("unknown_name")) is None
 
 
 def test_relative_imports_resolve_against_the_package() -> None:
-    semantics, _ = model("from ..db import async_session\nfrom . import deps\n", module="app.api.routes")
+    semantics, _ = model(
+        "from ..db import async_session\nfrom . import deps\n", module="app.api.routes"
+    )
     assert semantics.qualified_name(cst.parse_expression("async_session")) == "app.db.async_session"
     assert semantics.qualified_name(cst.parse_expression("deps")) == "app.api.deps"
 

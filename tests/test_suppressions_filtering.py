@@ -61,14 +61,23 @@ CHANGES = ChangeSet(
 
 
 def test_added_keeps_primary_or_related_on_added_lines() -> None:
-    findings = [_finding(10), _finding(3, related=(11,)), _finding(8), _finding(30), _finding(10, path="b.py")]
+    findings = [
+        _finding(10),
+        _finding(3, related=(11,)),
+        _finding(8),
+        _finding(30),
+        _finding(10, path="b.py"),
+    ]
     kept = filter_findings(findings, CHANGES, "added")
     assert [(f.path, f.span.start_line) for f in kept] == [("a.py", 10), ("a.py", 3)]
 
 
 def test_diff_context_file_and_nofilter() -> None:
     findings = [_finding(10), _finding(8), _finding(30), _finding(10, path="b.py")]
-    assert [f.span.start_line for f in filter_findings(findings, CHANGES, "diff_context")] == [10, 8]
+    assert [f.span.start_line for f in filter_findings(findings, CHANGES, "diff_context")] == [
+        10,
+        8,
+    ]
     assert [f.span.start_line for f in filter_findings(findings, CHANGES, "file")] == [10, 8, 30]
     assert len(filter_findings(findings, CHANGES, "nofilter")) == 4
 
