@@ -197,7 +197,7 @@ def run_rules(context: FileContext, instances: Sequence[Rule]) -> list[Note]:
                 continue
             try:
                 handler(node)
-            except Exception as error:  # noqa: BLE001 - reported as a note, see docstring
+            except Exception as error:  # reported as a note, see the docstring
                 failed[type(instance)] = f"{type(error).__name__}: {error}"
 
     def enter(node: cst.CSTNode) -> None:
