@@ -21,6 +21,7 @@ from functools import lru_cache
 import libcst as cst
 
 from bot.facts import RepoFacts
+from bot.flow import FlowGraph, build_graph
 
 BUILTIN_NAMES = frozenset(dir(builtins))
 
@@ -136,6 +137,7 @@ class Semantics:
         self.scope = self.module_scope
         self.scopes: dict[cst.CSTNode, Scope] = {}
         self._name_counts: dict[int, Counter[str]] = {}
+        self._graphs: dict[int, FlowGraph] = {}
 
     # ------------------------------------------------------------------ traversal hooks
     def enter(self, node: cst.CSTNode) -> None:
@@ -583,6 +585,13 @@ class Semantics:
         return False
 
     # ------------------------------------------------------------------ lazy per-function facts
+    def flow(self, function: cst.FunctionDef | cst.Lambda) -> FlowGraph:
+        """The function's control-flow graph (built on first use, then cached)."""
+        graph = self._graphs.get(id(function))
+        if graph is None:
+            graph = self._graphs[id(function)] = build_graph(function)
+        return graph
+
     def name_counts_in(self, function: cst.CSTNode) -> Counter[str]:
         """How often each name appears inside a function (nested functions included).
 
