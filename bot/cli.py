@@ -90,8 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _rules()
         if args.command == "explain":
             return _explain(args.rule)
-        build_parser().print_help()
-        return EXIT_USAGE
+        raise UsageError("a command is required: check, rules or explain (see asyncguard --help)")
     except UsageError as error:
         _fail(str(error))
     except KeyboardInterrupt:
@@ -142,9 +141,9 @@ def _check(args: argparse.Namespace) -> int:
     try:
         if args.diff is not None:
             changeset = parse_unified_diff(_read_diff(args.diff))
-            changeset = restrict_to_paths(changeset, args.paths)
+            changeset = restrict_to_paths(changeset, args.paths, cwd)
         elif args.base is not None:
-            changeset = restrict_to_paths(changeset_from_base(args.base, cwd), args.paths)
+            changeset = restrict_to_paths(changeset_from_base(args.base, cwd), args.paths, cwd)
         else:
             changeset = changeset_for_paths(args.paths, workspace, config)
     except (DiffError, GitError) as error:

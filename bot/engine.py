@@ -9,7 +9,9 @@ Large batches of files go to a process pool.
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -88,8 +90,6 @@ def decode_source(job: FileJob, data: bytes) -> tuple[str | None, Note | None]:
 
 def _declared_encoding(data: bytes) -> str:
     """PEP 263: a coding cookie on one of the first two lines, else UTF-8."""
-    import re
-
     for line in data.split(b"\n", 2)[:2]:
         match = re.match(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", line)
         if match:
@@ -116,6 +116,41 @@ def applicable_rules(rules: Sequence[type[Rule]], text: str, facts: RepoFacts) -
     return chosen
 
 
+def syntax_error_note(path: str, text: str, error: cst.ParserSyntaxError) -> Note:
+    """Where the file is broken, as Python itself says (libcst's positions run a line late)."""
+    try:
+        compile(text, path, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+    except SyntaxError as python_error:
+        return Note(
+            NoteKind.SYNTAX_ERROR,
+            path,
+            f"cannot parse: {python_error.msg}",
+            python_error.lineno,
+            python_error.offset,
+        )
+    except (ValueError, RecursionError, MemoryError):
+        pass
+    # Python accepts it but libcst does not (syntax newer than the installed libcst).
+    message = " ".join(str(error.message).split())
+    return Note(
+        NoteKind.SYNTAX_ERROR,
+        path,
+        f"cannot parse with libcst: {message}",
+        error.raw_line,
+        error.raw_column + 1,
+    )
+
+
+def git_line_endings(text: str) -> str:
+    """Make a lone `\r` not a line break: git and GitHub count lines by `\n` only.
+
+    A same-length substitution, so columns and the text of every other character stay put.
+    """
+    if "\r" not in text:
+        return text
+    return re.sub(r"\r(?!\n)", " ", text)
+
+
 def analyse_text(
     job: FileJob,
     text: str,
@@ -124,6 +159,7 @@ def analyse_text(
     options: RuleOptions,
 ) -> FileResult:
     result = FileResult()
+    text = git_line_endings(text)
     chosen = applicable_rules(rules, text, facts)
     if not chosen:
         result.prefiltered = True
@@ -131,16 +167,7 @@ def analyse_text(
     try:
         module = cst.parse_module(text)
     except cst.ParserSyntaxError as error:
-        message = " ".join(str(error.message).split())
-        result.notes.append(
-            Note(
-                NoteKind.SYNTAX_ERROR,
-                job.path,
-                f"cannot parse: {message}",
-                error.raw_line,
-                error.raw_column + 1,
-            )
-        )
+        result.notes.append(syntax_error_note(job.path, text, error))
         return result
     except RecursionError:
         result.notes.append(Note(NoteKind.SYNTAX_ERROR, job.path, "cannot parse: nesting too deep"))

@@ -151,7 +151,12 @@ def _connect(graph: FlowGraph, frontier: Frontier, node: FlowNode) -> None:
         graph.link(previous, node, condition)
 
 
-def _block(graph: FlowGraph, block: cst.BaseSuite | Sequence[cst.BaseStatement], frontier: Frontier, targets: _Targets) -> Frontier:
+def _block(
+    graph: FlowGraph,
+    block: cst.BaseSuite | Sequence[cst.BaseStatement],
+    frontier: Frontier,
+    targets: _Targets,
+) -> Frontier:
     statements: Sequence[cst.CSTNode]
     if isinstance(block, cst.IndentedBlock):
         statements = block.body
@@ -164,7 +169,9 @@ def _block(graph: FlowGraph, block: cst.BaseSuite | Sequence[cst.BaseStatement],
     return frontier
 
 
-def _statement(graph: FlowGraph, statement: cst.CSTNode, frontier: Frontier, targets: _Targets) -> Frontier:
+def _statement(
+    graph: FlowGraph, statement: cst.CSTNode, frontier: Frontier, targets: _Targets
+) -> Frontier:
     if isinstance(statement, (cst.SimpleStatementLine, cst.SimpleStatementSuite)):
         for small in statement.body:
             node = graph.add(small, "stmt")
@@ -226,7 +233,9 @@ def _if(graph: FlowGraph, statement: cst.If, frontier: Frontier, targets: _Targe
     return ends
 
 
-def _loop(graph: FlowGraph, statement: cst.While | cst.For, frontier: Frontier, targets: _Targets) -> Frontier:
+def _loop(
+    graph: FlowGraph, statement: cst.While | cst.For, frontier: Frontier, targets: _Targets
+) -> Frontier:
     kind = "while" if isinstance(statement, cst.While) else "for"
     header = graph.add(statement, kind)
     _connect(graph, frontier, header)
@@ -243,7 +252,9 @@ def _loop(graph: FlowGraph, statement: cst.While | cst.For, frontier: Frontier, 
     return [(after, None)]
 
 
-def _try(graph: FlowGraph, statement: cst.Try | cst.TryStar, frontier: Frontier, targets: _Targets) -> Frontier:
+def _try(
+    graph: FlowGraph, statement: cst.Try | cst.TryStar, frontier: Frontier, targets: _Targets
+) -> Frontier:
     node = graph.add(statement, "try")
     _connect(graph, frontier, node)
     handlers = [graph.add(handler, "except") for handler in statement.handlers]
@@ -307,7 +318,11 @@ class ForwardAnalysis(Generic[Facts]):
             index = work.pop()
             after = transfer(graph.nodes[index], self.before[index])
             for successor, condition in graph.successors(graph.nodes[index]):
-                facts = refine(condition, after) if condition is not None and refine is not None else after
+                facts = (
+                    refine(condition, after)
+                    if condition is not None and refine is not None
+                    else after
+                )
                 known = self.before.get(successor.index)
                 merged = facts if known is None else join(known, facts)
                 if known is None or merged != known:

@@ -60,11 +60,12 @@ def _python_files(directory: Path, config: Config) -> list[Path]:
     return found
 
 
-def restrict_to_paths(changeset: ChangeSet, paths: Sequence[str]) -> ChangeSet:
+def restrict_to_paths(changeset: ChangeSet, paths: Sequence[str], cwd: Path) -> ChangeSet:
     """With both a diff and paths, keep the diff's files under those paths."""
     if not paths:
         return changeset
-    prefixes = [p.rstrip("/").removeprefix("./") for p in paths]
+    # Diff paths are relative to cwd; the given paths may be absolute or contain `..`.
+    prefixes = [os.path.relpath(os.path.abspath(cwd / p), cwd).replace(os.sep, "/") for p in paths]
 
     def wanted(path: str) -> bool:
         return any(p in ("", ".") or path == p or path.startswith(p + "/") for p in prefixes)

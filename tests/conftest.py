@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,8 @@ def isolated_env(home: Path) -> dict[str, str]:
             "GIT_CEILING_DIRECTORIES": str(home.parent),
             "NO_COLOR": "1",
             "PYTHONIOENCODING": "utf-8",
+            # The project is installed editable; this also covers a checkout that is not.
+            "PYTHONPATH": str(PROJECT_ROOT),
         }
     )
     return env
@@ -99,13 +101,21 @@ class GitRepo:
     def head(self) -> str:
         return self.git("rev-parse", "HEAD").strip()
 
-    def diff(self, base: str, head: str | None = None, *extra: str) -> bytes:
+    def diff(
+        self,
+        base: str,
+        head: str | None = None,
+        *,
+        options: Sequence[str] = (),
+        paths: Sequence[str] = (),
+    ) -> bytes:
         """`git diff -M` between two commits (or base and the working tree), a/ b/ prefixes."""
         args = ["diff", "--no-color", "--no-ext-diff", "-M", "--src-prefix=a/", "--dst-prefix=b/"]
-        args += list(extra)
-        args.append(base)
+        args += [*options, base]
         if head is not None:
             args.append(head)
+        if paths:
+            args += ["--", *paths]
         return self.git_bytes(*args)
 
     # -- files ----------------------------------------------------------------------------------
@@ -122,7 +132,8 @@ class GitRepo:
         return target
 
     def read(self, name: str) -> str:
-        return (self.path / name).read_text(encoding="utf-8")
+        """The file's text exactly as stored (no newline translation)."""
+        return (self.path / name).read_bytes().decode("utf-8", "surrogateescape")
 
     def remove(self, name: str) -> None:
         (self.path / name).unlink()
@@ -142,9 +153,12 @@ class GitRepo:
         return clone
 
     def line_of(self, name: str, needle: str, occurrence: int = 1) -> int:
-        """The 1-based number of the line holding `needle` (its `occurrence`-th match)."""
+        """The 1-based number of the line holding `needle` (its `occurrence`-th match).
+
+        Lines are counted as git and GitHub count them: only LF ends a line.
+        """
         seen = 0
-        for number, line in enumerate(self.read(name).splitlines(), start=1):
+        for number, line in enumerate(self.read(name).split("\n"), start=1):
             if needle in line:
                 seen += 1
                 if seen == occurrence:
@@ -152,7 +166,7 @@ class GitRepo:
         raise AssertionError(f"{needle!r} not found {occurrence} time(s) in {name}")
 
 
-@dataclass
+@dataclass(repr=False)
 class CliResult:
     """One run of the CLI: exit code and decoded output."""
 
@@ -176,7 +190,7 @@ class CliResult:
     def notes(self) -> list[dict[str, Any]]:
         return list(self.json()["notes"])
 
-    def __str__(self) -> str:  # in assertion messages
+    def __repr__(self) -> str:  # in assertion messages
         return (
             f"asyncguard {' '.join(self.args)} -> {self.returncode}\n"
             f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
@@ -219,7 +233,7 @@ def git_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def make_repo(tmp_path: Path, git_home: Path) -> Iterator[Any]:
+def make_repo(tmp_path: Path, git_home: Path) -> Callable[..., GitRepo]:
     """A factory of fresh git repositories under this test's `tmp_path`."""
     count = 0
 
@@ -228,7 +242,7 @@ def make_repo(tmp_path: Path, git_home: Path) -> Iterator[Any]:
         count += 1
         return GitRepo(tmp_path / (name or f"repo{count}"), git_home, branch=branch)
 
-    yield make
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -55,7 +55,9 @@ def _events_before(source: str, marker: str, must: bool = False) -> frozenset[st
 
 def test_straight_line() -> None:
     assert _events_before("def f():\n    commit()\n    use()\n", "use") == {"commit"}
-    assert _events_before("def f():\n    commit()\n    refresh()\n    use()\n", "use") == frozenset()
+    assert (
+        _events_before("def f():\n    commit()\n    refresh()\n    use()\n", "use") == frozenset()
+    )
 
 
 def test_branches_may_and_must() -> None:
