@@ -173,7 +173,7 @@ def analyse_text(
         result.notes.append(Note(NoteKind.SYNTAX_ERROR, job.path, "cannot parse: nesting too deep"))
         return result
     result.parsed = True
-    semantics = Semantics(job.module_name, facts)
+    semantics = Semantics(job.module_name, facts, module)
     context = FileContext(job.path, text, module, semantics, options)
     result.notes.extend(run_rules(context, [rule(context) for rule in chosen]))
     if context.reports:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import builtins
 import enum
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import libcst as cst
 
@@ -62,6 +63,17 @@ SESSION_COROUTINE_METHODS = frozenset(
 )  # fmt: skip
 
 
+# Session methods whose awaited result is a Result, or an ORM instance (value: may be None).
+RESULT_METHODS = frozenset({"execute", "stream"})
+INSTANCE_METHODS = {"get": True, "get_one": False, "scalar": True, "merge": False}
+# Result methods that give one row's object (value: may be None), and those that keep a Result.
+ROW_METHODS = {
+    "scalar_one": False, "one": False, "scalar_one_or_none": True, "one_or_none": True,
+    "first": True, "scalar": True,
+}  # fmt: skip
+RESULT_FILTERS = frozenset({"scalars", "unique", "tuples"})
+
+
 class BindingKind(enum.Enum):
     IMPORT = "import"
     FUNCTION = "function"
@@ -71,6 +83,10 @@ class BindingKind(enum.Enum):
     SESSION_ALIAS = "session-alias"  # SessionDep = Annotated[AsyncSession, Depends(...)]
     ENGINE = "engine"
     WRAPPER = "wrapper"  # an object built around a session: UserRepository(session)
+    RESULT = (
+        "result"  # `await s.execute(...)` / `await s.stream(...)`: a Result of session `origin`
+    )
+    ORM = "orm"  # an ORM instance loaded from (or added to) session `origin`
     PARAM = "param"  # a parameter that is none of the above
     OTHER = "other"
 
@@ -88,6 +104,10 @@ class Binding:
     wraps: Binding | None = None  # WRAPPER: the session it was built around
     is_async: bool = False  # FUNCTION: `async def`
     request_scoped: bool = False  # PARAM/SESSION parameters injected with Depends(...)
+    origin: Binding | None = None  # RESULT/ORM: the session the object came from
+    optional: bool = False  # ORM: the lookup may give None (`get`, `scalar_one_or_none`, ...)
+    factory: cst.BaseExpression | None = None  # SESSION: the factory expression it came from
+    expire_on_commit: bool | None = None  # FACTORY: the keyword's value when given literally
 
     @property
     def session(self) -> Binding | None:
@@ -130,9 +150,13 @@ class Scope:
 class Semantics:
     """Per-file semantic model, built incrementally in source order by the engine's traversal."""
 
-    def __init__(self, module_name: str, facts: RepoFacts) -> None:
+    def __init__(
+        self, module_name: str, facts: RepoFacts, module: cst.Module | None = None
+    ) -> None:
         self.module_name = module_name
         self.facts = facts
+        self.module = module or cst.Module(body=[])
+        self._dependencies: frozenset[str] | None = None
         self.module_scope = Scope(ScopeKind.MODULE, cst.Module(body=[]), None, "")
         self.scope = self.module_scope
         self.scopes: dict[cst.CSTNode, Scope] = {}
@@ -141,49 +165,69 @@ class Semantics:
 
     # ------------------------------------------------------------------ traversal hooks
     def enter(self, node: cst.CSTNode) -> None:
-        if isinstance(node, cst.FunctionDef):
-            self._enter_function(node)
-        elif isinstance(node, cst.ClassDef):
-            self._bind(
-                node.name.value,
-                Binding(BindingKind.CLASS, node.name.value, node, self._qualify(node.name.value)),
-            )
-            self._push(ScopeKind.CLASS, node, node.name.value)
-        elif isinstance(node, cst.Lambda):
-            scope = self._push(ScopeKind.LAMBDA, node, "<lambda>")
-            for param in _all_params(node.params):
-                scope.bindings[param.name.value] = Binding(
-                    BindingKind.PARAM, param.name.value, param
-                )
-        elif isinstance(node, (cst.Import, cst.ImportFrom)):
-            self._bind_import(node)
-        elif isinstance(node, cst.Assign):
-            for target in node.targets:
-                self._bind_target(target.target, node.value, node)
-        elif isinstance(node, cst.AnnAssign):
-            self._bind_annotated(node)
-        elif isinstance(node, cst.With):
-            for item in node.items:
-                if item.asname is not None:
-                    self._bind_target(item.asname.name, item.item, node, context_manager=True)
-        elif isinstance(node, cst.For):
-            self._bind_target(node.target, None, node)
-        elif isinstance(node, cst.Global):
-            self.scope.declared_global.update(n.name.value for n in node.names)
-        elif isinstance(node, cst.TypeAlias):
-            name = node.name.value
-            kind = (
-                BindingKind.SESSION_ALIAS if self.is_session_type(node.value) else BindingKind.OTHER
-            )
-            self._bind(name, Binding(kind, name, node, self._qualify(name), node.value))
-        elif isinstance(node, cst.NamedExpr) and isinstance(node.target, cst.Name):
+        handler = _ENTER.get(type(node))
+        if handler is not None:
+            handler(self, node)
+
+    def _enter_class(self, node: cst.ClassDef) -> None:
+        name = node.name.value
+        self._bind(name, Binding(BindingKind.CLASS, name, node, self._qualify(name)))
+        self._push(ScopeKind.CLASS, node, name)
+
+    def _enter_lambda(self, node: cst.Lambda) -> None:
+        scope = self._push(ScopeKind.LAMBDA, node, "<lambda>")
+        for param in _all_params(node.params):
+            scope.bindings[param.name.value] = Binding(BindingKind.PARAM, param.name.value, param)
+
+    def _enter_assign(self, node: cst.Assign) -> None:
+        for target in node.targets:
+            self._bind_target(target.target, node.value, node)
+
+    def _enter_with(self, node: cst.With) -> None:
+        for item in node.items:
+            if item.asname is not None:
+                self._bind_target(item.asname.name, item.item, node, context_manager=True)
+
+    def _enter_for(self, node: cst.For) -> None:
+        self._bind_target(node.target, None, node)
+
+    def _enter_global(self, node: cst.Global) -> None:
+        self.scope.declared_global.update(n.name.value for n in node.names)
+
+    def _enter_type_alias(self, node: cst.TypeAlias) -> None:
+        name = node.name.value
+        kind = BindingKind.SESSION_ALIAS if self.is_session_type(node.value) else BindingKind.OTHER
+        self._bind(name, Binding(kind, name, node, self._qualify(name), node.value))
+
+    def _enter_named_expr(self, node: cst.NamedExpr) -> None:
+        if isinstance(node.target, cst.Name):
             self._bind_target(node.target, node.value, node)
 
-    def leave(self, node: cst.CSTNode) -> None:
-        if (
-            isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda))
-            and self.scope.parent is not None
+    def _enter_call(self, node: cst.Call) -> None:
+        """`s.add(obj)` / `s.add_all([a, b])`: those objects now belong to session `s`."""
+        func = node.func
+        if not (
+            isinstance(func, cst.Attribute) and func.attr.value in ("add", "add_all") and node.args
         ):
+            return
+        session = self.session_binding(func.value)
+        if session is None:
+            return
+        value = node.args[0].value
+        names = (
+            [e.value for e in value.elements]
+            if isinstance(value, (cst.List, cst.Tuple))
+            else [value]
+        )
+        for expr in names:
+            if isinstance(expr, cst.Name):
+                binding = self.lookup(expr.value)
+                if binding is not None and binding.kind is BindingKind.OTHER:
+                    binding.kind = BindingKind.ORM
+                    binding.origin = session
+
+    def leave(self, node: cst.CSTNode) -> None:
+        if type(node) in _SCOPE_NODES and self.scope.parent is not None:
             self.scope = self.scope.parent
 
     # ------------------------------------------------------------------ scopes
@@ -372,8 +416,18 @@ class Semantics:
             made = self.call_makes(value, context_manager)
             if made is BindingKind.WRAPPER:
                 return Binding(made, name, node, value=value, wraps=self._wrapped_session(value))
+            if made is BindingKind.SESSION:
+                return Binding(made, name, node, value=value, factory=_factory_of(value))
+            if made is BindingKind.FACTORY:
+                return Binding(
+                    made, name, node, value=value, expire_on_commit=_expire_keyword(value)
+                )
             if made is not None:
                 return Binding(made, name, node, value=value)
+        loaded = self.loaded_from_session(value)
+        if loaded is not None:
+            kind, origin, optional = loaded
+            return Binding(kind, name, node, value=value, origin=origin, optional=optional)
         if not context_manager:
             if self.is_session_type(value) and isinstance(value, cst.Subscript):
                 return Binding(BindingKind.SESSION_ALIAS, name, node, value=value)
@@ -536,6 +590,83 @@ class Semantics:
                 return cls.session_attributes.get(expr.attr.value)
         return None
 
+    # ------------------------------------------------------------------ ORM objects
+    def loaded_from_session(
+        self, value: cst.BaseExpression
+    ) -> tuple[BindingKind, Binding, bool] | None:
+        """(RESULT or ORM, the session, may be None) for what a session query returns.
+
+        `await s.execute(q)` is a Result; `await s.get(M, id)`, `await s.scalar(q)`,
+        `(await s.execute(q)).scalar_one()`, `result.scalars().first()` are ORM instances.
+        """
+        if isinstance(value, cst.Await) and isinstance(value.expression, cst.Call):
+            call = value.expression
+            if isinstance(call.func, cst.Attribute):
+                session = self.session_binding(call.func.value)
+                method = call.func.attr.value
+                if session is not None and method in RESULT_METHODS:
+                    return BindingKind.RESULT, session, False
+                if session is not None and method in INSTANCE_METHODS:
+                    return BindingKind.ORM, session, INSTANCE_METHODS[method]
+            return None
+        if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute):
+            method = value.func.attr.value
+            if method in ROW_METHODS:
+                origin = self.result_origin(value.func.value)
+                if origin is not None:
+                    return BindingKind.ORM, origin, ROW_METHODS[method]
+        return None
+
+    def result_origin(self, expr: cst.BaseExpression) -> Binding | None:
+        """The session behind a Result expression: `await s.execute(q)`, `result`, `r.scalars()`."""
+        if (
+            isinstance(expr, cst.Call)
+            and isinstance(expr.func, cst.Attribute)
+            and expr.func.attr.value in RESULT_FILTERS
+        ):
+            return self.result_origin(expr.func.value)
+        loaded = self.loaded_from_session(expr) if isinstance(expr, cst.Await) else None
+        if loaded is not None and loaded[0] is BindingKind.RESULT:
+            return loaded[1]
+        if isinstance(expr, cst.Name):
+            binding = self.lookup(expr.value)
+            if binding is not None and binding.kind is BindingKind.RESULT:
+                return binding.origin
+        return None
+
+    def orm_binding(self, expr: cst.BaseExpression) -> Binding | None:
+        if isinstance(expr, cst.Name):
+            binding = self.lookup(expr.value)
+            if binding is not None and binding.kind is BindingKind.ORM:
+                return binding
+        return None
+
+    def expire_on_commit(self, session: Binding, configured: bool | None = None) -> bool | None:
+        """Whether committing `session` expires its objects; None when that cannot be known.
+
+        Config wins; then the factory the session came from (in this file or the repository
+        index); then what the repository's factories do in general.
+        """
+        if configured is not None:
+            return configured
+        factory = session.factory
+        if isinstance(factory, cst.Name):
+            binding = self.lookup(factory.value)
+            if binding is not None and binding.kind is BindingKind.FACTORY:
+                return True if binding.expire_on_commit is None else binding.expire_on_commit
+        if factory is not None:
+            qualname = self.qualified_name(factory)
+            known = self.facts.factory_expires_on_commit(qualname) if qualname else None
+            if known is not None:
+                return known
+        local = [b for b in self.module_scope.bindings.values() if b.kind is BindingKind.FACTORY]
+        if any(b.expire_on_commit is False for b in local):
+            return False
+        from_repository = self.facts.expires_on_commit_by_default()
+        if from_repository is not None:
+            return from_repository
+        return True if local else None
+
     # ------------------------------------------------------------------ FastAPI
     def is_depends_call(self, expr: cst.BaseExpression) -> bool:
         if not isinstance(expr, cst.Call):
@@ -571,6 +702,23 @@ class Semantics:
             qualname = self.qualified_name(annotation)
             return qualname is not None and self.facts.is_session_alias(qualname)
         return False
+
+    def dependency_names(self) -> frozenset[str]:
+        """Names of functions used as `Depends(f)` in this file or (by the index) the repository."""
+        if self._dependencies is None:
+            found = set(self.facts.dependency_names)
+            for node in _iter_nodes(self.module):
+                if isinstance(node, cst.Call) and node.args and self.is_depends_call(node):
+                    target = node.args[0].value
+                    if isinstance(target, (cst.Name, cst.Attribute)):
+                        found.add(
+                            target.value if isinstance(target, cst.Name) else target.attr.value
+                        )
+            self._dependencies = frozenset(found)
+        return self._dependencies
+
+    def is_dependency(self, function: cst.FunctionDef) -> bool:
+        return function.name.value in self.dependency_names()
 
     def is_endpoint(self, function: cst.FunctionDef) -> bool:
         """Decorated with `@X.get(...)`, `@X.post(...)`, ..., `@X.api_route(...)`, `@X.websocket(...)`."""
@@ -682,3 +830,38 @@ def _iter_nodes(root: cst.CSTNode | Sequence[cst.CSTNode]) -> Iterator[cst.CSTNo
     else:
         for node in root:
             yield from iter_descendants(node)
+
+
+def _factory_of(call: cst.Call) -> cst.BaseExpression | None:
+    """`F()` -> F; `F.begin()` -> F; `AsyncSession(...)` -> None (no factory)."""
+    func = call.func
+    if isinstance(func, cst.Attribute) and func.attr.value == "begin":
+        return func.value
+    return func if isinstance(func, (cst.Name, cst.Attribute)) else None
+
+
+def _expire_keyword(call: cst.Call) -> bool | None:
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == "expire_on_commit":
+            if isinstance(arg.value, cst.Name) and arg.value.value in ("True", "False"):
+                return arg.value.value == "True"
+            return None
+    return None
+
+
+_SCOPE_NODES = frozenset({cst.FunctionDef, cst.ClassDef, cst.Lambda})
+_ENTER: dict[type[cst.CSTNode], Callable[[Semantics, Any], None]] = {
+    cst.FunctionDef: Semantics._enter_function,
+    cst.ClassDef: Semantics._enter_class,
+    cst.Lambda: Semantics._enter_lambda,
+    cst.Import: Semantics._bind_import,
+    cst.ImportFrom: Semantics._bind_import,
+    cst.Assign: Semantics._enter_assign,
+    cst.AnnAssign: Semantics._bind_annotated,
+    cst.With: Semantics._enter_with,
+    cst.For: Semantics._enter_for,
+    cst.Global: Semantics._enter_global,
+    cst.TypeAlias: Semantics._enter_type_alias,
+    cst.NamedExpr: Semantics._enter_named_expr,
+    cst.Call: Semantics._enter_call,
+}
