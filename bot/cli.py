@@ -111,6 +111,7 @@ def _fail(message: str) -> NoReturn:
 def _check(args: argparse.Namespace) -> int:
     from bot.changeset import ChangeSet, DiffError, parse_unified_diff
     from bot.config import ConfigError, load_config
+    from bot.findings import sort_key
     from bot.git import GitError, changeset_from_base, repo_root
     from bot.pipeline import Workspace, changeset_for_paths, restrict_to_paths, run
     from bot.registry import rule_infos
@@ -150,6 +151,16 @@ def _check(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
 
     report = run(changeset, config, workspace, index=not args.no_index, workers=args.workers)
+    if args.fix or args.unsafe_fixes or args.diff_fixes:
+        from bot.fixes import plan_fixes, write_changes
+
+        outcome = plan_fixes(report.findings, cwd, unsafe=args.unsafe_fixes)
+        if args.diff_fixes:
+            _write(outcome.unified_diff(), args.output)
+            return EXIT_FINDINGS if outcome.changes and not args.exit_zero else EXIT_OK
+        write_changes(outcome, cwd)
+        report.findings = sorted(outcome.remaining, key=sort_key)
+        report.fixed = len(outcome.fixed)
     color = (
         args.format == "text"
         and args.output is None

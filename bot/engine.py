@@ -321,32 +321,39 @@ def _related(
 def _fix(
     raw: RawReport, context: FileContext, positions: Mapping[cst.CSTNode, CodeRange]
 ) -> Fix | None:
-    """Turn node replacements into text edits; drop the fix unless the result re-parses."""
-    if raw.fix is None or any(node not in positions for node, _ in raw.fix.replacements):
+    """Turn a FixPlan into text edits; drop the fix unless the result re-parses."""
+    plan = raw.fix
+    if plan is None:
         return None
-    edits = tuple(
-        sorted(
-            (Edit(_span(positions[node]), text) for node, text in raw.fix.replacements),
-            key=lambda e: e.span,
-        )
-    )
-    fixed = apply_edits(context.source, edits)
+    nodes = [node for node, _ in plan.replacements] + [node for node, _, _ in plan.insertions]
+    if any(node not in positions for node in nodes):
+        return None
+    edits = [Edit(_span(positions[node]), text) for node, text in plan.replacements]
+    for node, text, where in plan.insertions:
+        code_range = positions[node]
+        point = code_range.start if where == "before" else code_range.end
+        edits.append(Edit(Span(point.line, point.column + 1, point.line, point.column + 1), text))
+    ordered = tuple(sorted(edits, key=lambda e: e.span))
+    fixed = apply_edits(context.source, ordered)
     try:
         cst.parse_module(fixed)
-    except cst.ParserSyntaxError:
+    except (cst.ParserSyntaxError, RecursionError):
         return None
-    return Fix(raw.fix.description, raw.fix.safety, edits)
+    return Fix(plan.description, plan.safety, ordered)
 
 
 def apply_edits(source: str, edits: Sequence[Edit]) -> str:
-    """Apply non-overlapping edits (1-based lines and columns) to source text."""
-    lines = source.splitlines(keepends=True)
-    starts = [0]
-    for line in lines:
-        starts.append(starts[-1] + len(line))
+    """Apply non-overlapping edits (1-based lines and columns) to source text.
+
+    Lines are counted by `\n` only, as libcst and git count them here (`str.splitlines` would
+    also break at form feeds and other separators).
+    """
+    starts = [0, *(match.end() for match in re.finditer("\n", source))]
 
     def offset(line: int, col: int) -> int:
-        return starts[line - 1] + col - 1 if line - 1 < len(starts) else len(source)
+        if line - 1 >= len(starts):
+            return len(source)
+        return min(starts[line - 1] + col - 1, len(source))
 
     result = source
     for edit in sorted(edits, key=lambda e: e.span, reverse=True):

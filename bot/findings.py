@@ -115,6 +115,7 @@ class Report:
     notes: list[Note] = field(default_factory=list)
     files_checked: int = 0
     files_skipped_by_prefilter: int = 0
+    fixed: int = 0  # findings removed by `--fix`
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity is severity)

@@ -58,11 +58,17 @@ class Invalid:
 
 @dataclass(frozen=True)
 class FixPlan:
-    """A fix as node replacements; the engine turns it into text edits that must re-parse."""
+    """A fix as node replacements and insertions; the engine turns it into text edits and
+    keeps it only if the fixed file re-parses.
+
+    `insertions` put text right before (`"before"`) or right after (`"after"`) a node, e.g. an
+    import after the last import statement (see `bot.fixes.ensure_import`).
+    """
 
     description: str
     safety: FixSafety
-    replacements: tuple[tuple[cst.CSTNode, str], ...]
+    replacements: tuple[tuple[cst.CSTNode, str], ...] = ()
+    insertions: tuple[tuple[cst.CSTNode, str, str], ...] = ()
 
 
 @dataclass

@@ -39,6 +39,8 @@ def summary_sentence(report: Report) -> str:
     """`Found 3 findings (1 error, 2 warnings, 0 info) in 4 files; 1 file skipped.`"""
     skipped = skipped_files(report)
     tail = f"; {plural(skipped, 'file')} skipped." if skipped else "."
+    if report.fixed:
+        tail = f"; {report.fixed} fixed{tail}"
     if not report.findings:
         return f"All checks passed: {plural(report.files_checked, 'file')} checked{tail}"
     counts = ", ".join(
