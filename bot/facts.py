@@ -30,6 +30,8 @@ EARLY_EXIT_FASTAPI = ((0, 106, 0), (0, 118, 0))
 class RepoFacts:
     session_factories: frozenset[str] = frozenset()
     session_aliases: frozenset[str] = frozenset()
+    # Module-level `create_async_engine(...)` bindings (by qualified name).
+    async_engines: frozenset[str] = frozenset()
     # Factories (by qualified name) created with expire_on_commit=False.
     no_expire_factories: frozenset[str] = frozenset()
     # Anywhere in the repository (outside tests): a factory or session with expire_on_commit=False.
@@ -57,6 +59,7 @@ class RepoFacts:
         return RepoFacts.build(
             self.session_factories | other.session_factories,
             self.session_aliases | other.session_aliases,
+            async_engines=self.async_engines | other.async_engines,
             no_expire_factories=self.no_expire_factories | other.no_expire_factories,
             expire_disabled_somewhere=self.expire_disabled_somewhere
             or other.expire_disabled_somewhere,
@@ -75,6 +78,9 @@ class RepoFacts:
         return "." in qualname and any(
             dotted_suffix_match(k, qualname) for k in self.session_aliases
         )
+
+    def is_async_engine(self, qualname: str) -> bool:
+        return "." in qualname and any(dotted_suffix_match(k, qualname) for k in self.async_engines)
 
     def factory_expires_on_commit(self, qualname: str) -> bool | None:
         """What a factory from another file does on commit; None when it is not known."""

@@ -41,14 +41,14 @@ SKIPPED_DIRS = frozenset(
 )  # fmt: skip
 MAX_FILE_BYTES = 1024 * 1024
 CACHE_DIR = ".asyncguard-cache"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 # A file is read only if it contains one of these.
 _TOKENS = ("sessionmaker", "AsyncSession", "expire_on_commit", "Depends", "exception_handler")
 _GREP_PATTERN = "|".join(_TOKENS)
 
 _DEFINITION = re.compile(
-    r"^(?:\w+\s*(?::[^=\n]*)?=\s*(?:[\w.]+\.)?(?:async_)?sessionmaker\s*\("
+    r"^(?:\w+\s*(?::[^=\n]*)?=\s*(?:[\w.]+\.)?(?:(?:async_)?sessionmaker|create_async_engine)\s*\("
     r"|\w+\s*(?::\s*(?:[\w.]+\.)?TypeAlias\s*)?=\s*(?:[\w.]+\.)?Annotated\s*\[\s*(?:[\w.]+\.)?AsyncSession\b"
     r"|type\s+\w+\s*=\s*(?:[\w.]+\.)?Annotated\s*\[\s*(?:[\w.]+\.)?AsyncSession\b)",
     re.MULTILINE,
@@ -71,6 +71,7 @@ class FileFacts:
     factories: list[str] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
     no_expire_factories: list[str] = field(default_factory=list)
+    engines: list[str] = field(default_factory=list)
     expire_disabled: bool = False
     dependencies: list[str] = field(default_factory=list)
     no_result_handler: bool = False
@@ -125,6 +126,8 @@ def _add_definitions(facts: FileFacts, module_name: str, source: str) -> None:
                 facts.no_expire_factories.append(qualname)
         elif binding.kind is BindingKind.SESSION_ALIAS:
             facts.aliases.append(qualname)
+        elif binding.kind is BindingKind.ENGINE:
+            facts.engines.append(qualname)
 
 
 # ---------------------------------------------------------------------- the checkout
@@ -191,6 +194,7 @@ def build_index(root: Path, *, use_cache: bool = True) -> RepoFacts:
     return RepoFacts.build(
         set(merged.factories),
         set(merged.aliases),
+        async_engines=frozenset(merged.engines),
         no_expire_factories=frozenset(merged.no_expire_factories),
         expire_disabled_somewhere=merged.expire_disabled,
         dependency_names=frozenset(merged.dependencies),
@@ -203,6 +207,7 @@ def _merge(into: FileFacts, facts: FileFacts) -> None:
     into.factories += facts.factories
     into.aliases += facts.aliases
     into.no_expire_factories += facts.no_expire_factories
+    into.engines += facts.engines
     into.expire_disabled = into.expire_disabled or facts.expire_disabled
     into.dependencies += facts.dependencies
     into.no_result_handler = into.no_result_handler or facts.no_result_handler

@@ -40,6 +40,12 @@ CREATE_ASYNC_ENGINE = frozenset(
         "sqlalchemy.ext.asyncio.engine.create_async_engine",
     }
 )
+SYNC_SESSION_CLASSES = frozenset(
+    {"sqlalchemy.orm.Session", "sqlalchemy.orm.session.Session", "sqlmodel.Session"}
+)
+CREATE_SYNC_ENGINE = frozenset(
+    {"sqlalchemy.create_engine", "sqlalchemy.engine.create_engine", "sqlmodel.create_engine"}
+)
 ANNOTATED = frozenset({"typing.Annotated", "typing_extensions.Annotated"})
 OPTIONAL = frozenset({"typing.Optional", "typing_extensions.Optional"})
 UNION = frozenset({"typing.Union", "typing_extensions.Union"})
@@ -83,9 +89,12 @@ class BindingKind(enum.Enum):
     SESSION_ALIAS = "session-alias"  # SessionDep = Annotated[AsyncSession, Depends(...)]
     ENGINE = "engine"
     WRAPPER = "wrapper"  # an object built around a session: UserRepository(session)
-    RESULT = (
-        "result"  # `await s.execute(...)` / `await s.stream(...)`: a Result of session `origin`
-    )
+    CONNECTION = "connection"  # an AsyncConnection
+    SYNC_SESSION = "sync-session"  # sqlalchemy.orm.Session(...), sessionmaker(...)()
+    SYNC_FACTORY = "sync-factory"  # sessionmaker(...) without class_=AsyncSession
+    SYNC_ENGINE = "sync-engine"  # create_engine(...)
+    # `await s.execute(...)` / `await s.stream(...)`: a Result of session `origin`
+    RESULT = "result"
     ORM = "orm"  # an ORM instance loaded from (or added to) session `origin`
     PARAM = "param"  # a parameter that is none of the above
     OTHER = "other"
@@ -337,7 +346,26 @@ class Semantics:
         if not is_session and param.annotation is None and request_scoped:
             is_session = name in SESSION_PARAM_NAMES or name.endswith("_session")
         kind = BindingKind.SESSION if is_session else BindingKind.PARAM
+        if kind is BindingKind.PARAM and param.annotation is not None:
+            kind = self._kind_of_annotation(param.annotation.annotation) or kind
         return Binding(kind, name, param, request_scoped=request_scoped)
+
+    def _kind_of_annotation(self, annotation: cst.BaseExpression) -> BindingKind | None:
+        """AsyncEngine / AsyncConnection annotations (also inside Optional / `| None`)."""
+        target = annotation
+        if isinstance(target, cst.BinaryOperation) and _is_none(target.right):
+            target = target.left
+        if isinstance(target, cst.Subscript) and self.qualified_name(target.value) in OPTIONAL:
+            element = target.slice[0].slice if target.slice else None
+            if isinstance(element, cst.Index):
+                target = element.value
+        qualname = self.qualified_name(target) or ""
+        last = qualname.rsplit(".", 1)[-1]
+        if last == "AsyncEngine" and qualname.startswith("sqlalchemy"):
+            return BindingKind.ENGINE
+        if last == "AsyncConnection" and qualname.startswith("sqlalchemy"):
+            return BindingKind.CONNECTION
+        return None
 
     def _bind_annotated(self, node: cst.AnnAssign) -> None:
         target = node.target
@@ -424,6 +452,14 @@ class Semantics:
                 )
             if made is not None:
                 return Binding(made, name, node, value=value)
+        if (
+            isinstance(value, cst.Await)
+            and isinstance(value.expression, cst.Call)
+            and isinstance(value.expression.func, cst.Attribute)
+            and value.expression.func.attr.value == "connect"
+            and self.is_async_engine(value.expression.func.value)
+        ):
+            return Binding(BindingKind.CONNECTION, name, node, value=value)
         loaded = self.loaded_from_session(value)
         if loaded is not None:
             kind, origin, optional = loaded
@@ -446,8 +482,26 @@ class Semantics:
             return BindingKind.FACTORY
         if qualname in CREATE_ASYNC_ENGINE:
             return BindingKind.ENGINE
+        if qualname in SESSIONMAKER:
+            return BindingKind.SYNC_FACTORY
+        if qualname in SYNC_SESSION_CLASSES:
+            return BindingKind.SYNC_SESSION
+        if qualname in CREATE_SYNC_ENGINE:
+            return BindingKind.SYNC_ENGINE
         if self.is_async_session_class(func) or self.is_session_factory(func):
             return BindingKind.SESSION
+        if isinstance(func, cst.Name):
+            binding = self.lookup(func.value)
+            if binding is not None and binding.kind is BindingKind.SYNC_FACTORY:
+                return BindingKind.SYNC_SESSION
+        # `async with engine.connect() as conn` / `engine.begin()`: an AsyncConnection.
+        if (
+            context_manager
+            and isinstance(func, cst.Attribute)
+            and func.attr.value in ("connect", "begin")
+            and self.is_async_engine(func.value)
+        ):
+            return BindingKind.CONNECTION
         # `async with F.begin() as s` yields a session too.
         if (
             context_manager
@@ -491,6 +545,23 @@ class Semantics:
         else:
             return False
         return last[:1].isupper() and not last.isupper()
+
+    def is_async_engine(self, expr: cst.BaseExpression) -> bool:
+        """`engine` bound to create_async_engine(...), annotated AsyncEngine, or known by the index."""
+        if isinstance(expr, cst.Name):
+            binding = self.lookup(expr.value)
+            if binding is not None and binding.kind is BindingKind.ENGINE:
+                return True
+        qualname = self.qualified_name(expr)
+        return qualname is not None and self.facts.is_async_engine(qualname)
+
+    def connection_binding(self, expr: cst.BaseExpression) -> Binding | None:
+        """An AsyncConnection: `async with engine.connect() as conn`, `await engine.connect()`."""
+        if isinstance(expr, cst.Name):
+            binding = self.lookup(expr.value)
+            if binding is not None and binding.kind is BindingKind.CONNECTION:
+                return binding
+        return None
 
     # ------------------------------------------------------------------ resolution
     def qualified_name(self, expr: cst.BaseExpression) -> str | None:

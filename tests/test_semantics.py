@@ -69,7 +69,7 @@ def test_factories_sessions_and_aliases() -> None:
     assert kinds["engine"] is BindingKind.ENGINE
     assert kinds["factory"] is BindingKind.FACTORY
     assert kinds["legacy"] is BindingKind.FACTORY
-    assert kinds["sync_factory"] is BindingKind.OTHER
+    assert kinds["sync_factory"] is BindingKind.SYNC_FACTORY
     assert kinds["SessionDep"] is BindingKind.SESSION_ALIAS
     assert kinds["OtherDep"] is BindingKind.SESSION_ALIAS
     assert kinds["session"] is BindingKind.SESSION
