@@ -71,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--workers", type=int, metavar="N", help="worker processes (default: automatic)"
     )
+    check.add_argument("--fix", action="store_true", help="apply safe fixes to the files")
+    check.add_argument(
+        "--unsafe-fixes", action="store_true", help="also apply unsafe fixes (implies --fix)"
+    )
+    check.add_argument(
+        "--diff-fixes",
+        action="store_true",
+        help="print the fixes as a unified diff instead of writing them",
+    )
     check.add_argument(
         "--exit-zero", action="store_true", help="exit 0 even when findings fail the run"
     )
@@ -95,6 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(str(error))
     except KeyboardInterrupt:
         _fail("interrupted")
+    except MemoryError:
+        _fail("out of memory")
+    except Exception as error:  # a bug of ours: one line for the user, never a traceback
+        if os.environ.get("ASYNCGUARD_DEBUG"):
+            raise
+        _fail(
+            f"internal error ({type(error).__name__}: {error}); set ASYNCGUARD_DEBUG=1 for details"
+        )
     except BrokenPipeError:
         # The reader went away (`asyncguard check | head`): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

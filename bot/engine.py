@@ -287,7 +287,7 @@ def to_findings(context: FileContext) -> list[Finding]:
             Finding(
                 code=rule.CODE,
                 name=rule.NAME,
-                severity=rule.SEVERITY,
+                severity=raw.severity or rule.SEVERITY,
                 path=context.path,
                 span=span,
                 message=raw.message,

@@ -17,7 +17,7 @@ from bot.config import Config
 from bot.engine import FileJob, analyse_jobs
 from bot.facts import RepoFacts
 from bot.filtering import filter_findings
-from bot.findings import Finding, Note, NoteKind, Report, sort_key
+from bot.findings import Finding, Note, NoteKind, Report, Severity, sort_key
 from bot.registry import all_rules
 from bot.repo_index import SKIPPED_DIRS, build_index, module_name_for
 from bot.rule import Rule, RuleOptions
@@ -128,25 +128,22 @@ def run(
             report.files_skipped_by_prefilter += 1
         if result.parsed or result.prefiltered:
             report.files_checked += 1
-        findings.extend(_configured(result.findings, config, workspace, job))
+        findings.extend(_configured(result.findings, config, job))
     report.findings = sorted(filter_findings(findings, changeset, config.filter_mode), key=sort_key)
     return report
 
 
-def _configured(
-    findings: Sequence[Finding], config: Config, workspace: Workspace, job: FileJob
-) -> list[Finding]:
-    """Apply the config's severities and per-file ignores."""
+def _configured(findings: Sequence[Finding], config: Config, job: FileJob) -> list[Finding]:
+    """Apply per-file ignores and the severities set in config (which beat a rule's own choice)."""
     ignored = config.ignored_codes_for(job.disk_path)
-    infos = {rule.CODE: rule.info() for rule in all_rules()}
     kept = []
     for finding in findings:
         if finding.code in ignored:
             continue
-        severity = config.severity_for(infos[finding.code])
-        if severity is None:
+        level = config.severity.get(finding.code) or config.severity.get(finding.name)
+        if level == "off":
             continue
-        kept.append(replace(finding, severity=severity))
+        kept.append(finding if level is None else replace(finding, severity=Severity(level)))
     return kept
 
 

@@ -82,6 +82,7 @@ class RawReport:
     scope: str
     related: tuple[tuple[cst.CSTNode, str], ...] = ()
     fix: FixPlan | None = None
+    severity: Severity | None = None  # overrides the rule's default for this finding
 
 
 @dataclass
@@ -154,8 +155,13 @@ class Rule:
         fix: FixPlan | None = None,
         statement: cst.CSTNode | None = None,
         scope: str | None = None,
+        severity: Severity | None = None,
     ) -> None:
-        """Report `node`. Pass `statement`/`scope` when reporting after the traversal moved on."""
+        """Report `node`. Pass `statement`/`scope` when reporting after the traversal moved on.
+
+        `severity` raises or lowers this one finding from the rule's default (AG104 is an error
+        when the session is certainly closed); a severity set in config still wins.
+        """
         semantics = self.semantics
         self.context.reports.append(
             RawReport(
@@ -166,5 +172,6 @@ class Rule:
                 scope=scope if scope is not None else semantics.scope.qualname,
                 related=tuple(related),
                 fix=fix,
+                severity=severity,
             )
         )
