@@ -241,9 +241,8 @@ def _explain(wanted: str) -> int:
         close = difflib.get_close_matches(wanted, names, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise UsageError(f"unknown rule '{wanted}'{hint}")
-    info = rule.info()
-    text = f'# {info.code} {info.name}\n\nDefault severity: {info.severity.value}. Skill section: "{info.section}".\n\n{info.summary}\n\n{info.doc}'
-    if info.correction:
-        text += f"\n## Correction to the skill\n{info.correction}\n"
+    from bot.docs import rule_page
+
+    text = rule_page(rule.info())
     sys.stdout.write(text)
     return EXIT_OK

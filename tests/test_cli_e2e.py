@@ -1022,7 +1022,7 @@ def test_explain(tmp_path: Path, wanted: str) -> None:
     result = run_cli(["explain", wanted], tmp_path)
     assert result.returncode == 0, result
     assert result.stdout.startswith("# AG201 shared-session-concurrency\n")
-    assert "Default severity: error." in result.stdout
+    assert "Default severity: **error**" in result.stdout
     assert '"Pattern: Concurrent vs Sequential Queries"' in result.stdout
     assert "## What it does" in result.stdout
     assert "## Correction to the skill" in result.stdout
