@@ -10,17 +10,18 @@ Large batches of files go to a process pool.
 from __future__ import annotations
 
 import ast
+import itertools
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import libcst as cst
-from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from bot.facts import RepoFacts
 from bot.findings import Edit, Finding, Fix, Note, NoteKind, RelatedLocation, Span, fingerprint
+from bot.positions import Range, node_ranges
 from bot.rule import SESSION_TOKENS, FileContext, RawReport, Rule, RuleOptions
 from bot.semantics import Semantics
 from bot.suppressions import Suppressions
@@ -261,7 +262,7 @@ def run_rules(context: FileContext, instances: Sequence[Rule]) -> list[Note]:
 
 # ---------------------------------------------------------------------------- reports -> findings
 def to_findings(context: FileContext) -> list[Finding]:
-    positions = MetadataWrapper(context.module, unsafe_skip_copy=True).resolve(PositionProvider)
+    positions = node_ranges(context.module)
     suppressions = Suppressions.from_source(context.source)
     occurrences: dict[tuple[str, str, str], int] = {}
     findings = []
@@ -271,11 +272,7 @@ def to_findings(context: FileContext) -> list[Finding]:
             continue
         span = _span(code_range)
         statement = raw.statement
-        statement_line = (
-            positions[statement].start.line
-            if statement is not None and statement in positions
-            else span.start_line
-        )
+        statement_line = positions[statement][0] if statement in positions else span.start_line
         rule = raw.rule
         if suppressions.suppresses(rule.CODE, rule.NAME, (span.start_line, statement_line)):
             continue
@@ -293,35 +290,27 @@ def to_findings(context: FileContext) -> list[Finding]:
                 message=raw.message,
                 section=rule.SECTION,
                 related=tuple(_related(raw, positions)),
-                fix=_fix(raw, context, positions),
+                fix=_fix(raw, positions),
                 fingerprint=fingerprint(rule.CODE, context.path, raw.scope, source, occurrence),
             )
         )
-    return findings
+    return _keep_fixes_that_parse(findings, context.source)
 
 
-def _span(code_range: CodeRange) -> Span:
-    return Span(
-        code_range.start.line,
-        code_range.start.column + 1,
-        code_range.end.line,
-        code_range.end.column + 1,
-    )
+def _span(code_range: Range) -> Span:
+    start_line, start_column, end_line, end_column = code_range
+    return Span(start_line, start_column + 1, end_line, end_column + 1)
 
 
-def _related(
-    raw: RawReport, positions: Mapping[cst.CSTNode, CodeRange]
-) -> Iterable[RelatedLocation]:
+def _related(raw: RawReport, positions: Mapping[cst.CSTNode, Range]) -> Iterable[RelatedLocation]:
     for node, message in raw.related:
         code_range = positions.get(node)
         if code_range is not None:
             yield RelatedLocation(_span(code_range), message)
 
 
-def _fix(
-    raw: RawReport, context: FileContext, positions: Mapping[cst.CSTNode, CodeRange]
-) -> Fix | None:
-    """Turn a FixPlan into text edits; drop the fix unless the result re-parses."""
+def _fix(raw: RawReport, positions: Mapping[cst.CSTNode, Range]) -> Fix | None:
+    """Turn a FixPlan into text edits (checked to re-parse by `_keep_fixes_that_parse`)."""
     plan = raw.fix
     if plan is None:
         return None
@@ -330,16 +319,46 @@ def _fix(
         return None
     edits = [Edit(_span(positions[node]), text) for node, text in plan.replacements]
     for node, text, where in plan.insertions:
-        code_range = positions[node]
-        point = code_range.start if where == "before" else code_range.end
-        edits.append(Edit(Span(point.line, point.column + 1, point.line, point.column + 1), text))
-    ordered = tuple(sorted(edits, key=lambda e: e.span))
-    fixed = apply_edits(context.source, ordered)
+        line, column, end_line, end_column = positions[node]
+        if where == "after":
+            line, column = end_line, end_column
+        edits.append(Edit(Span(line, column + 1, line, column + 1), text))
+    return Fix(plan.description, plan.safety, tuple(sorted(edits, key=lambda e: e.span)))
+
+
+def _keep_fixes_that_parse(findings: list[Finding], source: str) -> list[Finding]:
+    """Drop any fix whose result does not parse.
+
+    Checked with CPython's parser (about 20x faster than libcst's), all of a file's fixes at
+    once when they can be applied together, one by one otherwise. `check --fix` checks again
+    with libcst before it writes anything.
+    """
+    fixes = [f.fix for f in findings if f.fix is not None]
+    if not fixes:
+        return findings
+    edits = sorted({edit for fix in fixes for edit in fix.edits}, key=lambda e: e.span)
+    if not _edits_overlap(edits) and _compiles(apply_edits(source, edits)):
+        return findings
+    return [
+        f if f.fix is None or _compiles(apply_edits(source, f.fix.edits)) else replace(f, fix=None)
+        for f in findings
+    ]
+
+
+def _edits_overlap(edits: Sequence[Edit]) -> bool:
+    for before, after in itertools.pairwise(edits):
+        end = (before.span.end_line, before.span.end_col)
+        if end > (after.span.start_line, after.span.start_col) or before.span == after.span:
+            return True
+    return False
+
+
+def _compiles(source: str) -> bool:
     try:
-        cst.parse_module(fixed)
-    except (cst.ParserSyntaxError, RecursionError):
-        return None
-    return Fix(plan.description, plan.safety, ordered)
+        ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
 
 
 def apply_edits(source: str, edits: Sequence[Edit]) -> str:
