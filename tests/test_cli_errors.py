@@ -83,8 +83,8 @@ CONFIG_ERRORS = [
     ),
     pytest.param(
         ".asyncguard.toml",
-        '[severity]\nAG209 = "off"\n',
-        ["unknown rule 'AG209'", "did you mean 'AG201'?"],
+        '[severity]\nAG2011 = "off"\n',
+        ["unknown rule 'AG2011'", "did you mean 'AG201'?"],
         id="unknown-code-in-severity",
     ),
     pytest.param(
@@ -119,8 +119,8 @@ CONFIG_ERRORS = [
     ),
     pytest.param(
         ".asyncguard.toml",
-        'select = ["AG9"]\n',
-        ["unknown rule 'AG9'"],
+        'select = ["AG3X"]\n',
+        ["unknown rule 'AG3X'"],
         id="unknown-selector",
     ),
     pytest.param(
