@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.metadata
+import inspect
 import json
 import os
 import platform
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -57,14 +59,25 @@ POOL_WORKERS = 2
 def timed(
     function: Callable[[], object], *, budget: float = 2.0, max_runs: int = 15, runs: int = 1
 ) -> tuple[float, list[float]]:
-    """Median wall time of `function`: at least `runs` runs, more while under `budget` seconds."""
+    """Median wall time of `function`: at least `runs` runs, more while under `budget` seconds.
+
+    The median CPU time of this process over the same runs goes to `LAST_CPU`: unlike wall
+    time it hardly moves when other programs compete for the CPUs.
+    """
+    global LAST_CPU
     times: list[float] = []
+    cpu: list[float] = []
     while True:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         function()
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
         if len(times) >= max_runs or (len(times) >= runs and sum(times) >= budget):
+            LAST_CPU = statistics.median(cpu)
             return statistics.median(times), times
+
+
+LAST_CPU = 0.0
 
 
 def run_quiet(
@@ -75,11 +88,19 @@ def run_quiet(
         argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
     )
     elapsed = time.perf_counter() - start
-    if completed.returncode not in (0, 1):
-        raise RuntimeError(
-            f"{' '.join(argv)} exited {completed.returncode}: {completed.stderr.decode()[-2000:]}"
-        )
+    _check_exit(argv, completed.returncode, completed.stderr.decode(errors="replace"))
     return elapsed, completed.returncode
+
+
+class CommandFailed(RuntimeError):
+    pass
+
+
+def _check_exit(argv: Sequence[str], code: int, stderr: str) -> None:
+    """Exit 1 means "findings" for asyncguard and ruff, unless Python died with a traceback."""
+    if code not in (0, 1) or "Traceback (most recent call last)" in stderr:
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+        raise CommandFailed(f"`{' '.join(map(str, argv[:3]))} ...` exited {code}: {last}")
 
 
 def _tree_rss_kib(root_pid: int) -> int:
@@ -123,6 +144,11 @@ def run_with_memory(argv: Sequence[str], cwd: Path, env: dict[str, str]) -> dict
             peak_tree = max(peak_tree, _tree_rss_kib(process.pid))
             done.wait(0.05)
 
+    chunks: list[bytes] = []
+    reader = threading.Thread(
+        target=lambda: chunks.append(process.stderr.read() if process.stderr else b""), daemon=True
+    )
+    reader.start()
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     _, status, usage = os.wait4(process.pid, 0)
@@ -130,9 +156,9 @@ def run_with_memory(argv: Sequence[str], cwd: Path, env: dict[str, str]) -> dict
     done.set()
     sampler.join()
     process.returncode = os.waitstatus_to_exitcode(status)
-    stderr = process.stderr.read().decode() if process.stderr else ""
-    if process.returncode not in (0, 1):
-        raise RuntimeError(f"{' '.join(argv)} exited {process.returncode}: {stderr[-2000:]}")
+    reader.join()
+    stderr = b"".join(chunks).decode(errors="replace")
+    _check_exit(argv, process.returncode, stderr)
     # ru_maxrss is in KiB on Linux: the largest of the process and its waited-for descendants.
     return {
         "seconds": elapsed,
@@ -171,13 +197,21 @@ class Target:
         return sum(self.lines)
 
 
+def index(root: Path) -> RepoFacts:
+    """`build_index` without its on-disk cache (timed honestly, and no cache files left behind)."""
+    if "use_cache" in inspect.signature(build_index).parameters:
+        return build_index(root, use_cache=False)
+    return build_index(root)
+
+
 def facts_for(target: Target) -> RepoFacts:
+    """As `bot.pipeline.repository_facts` with the default config."""
     facts = RepoFacts.build(set(Config().session_factories), set())
     if target.paths == [target.root]:
-        return facts.merged(build_index(target.root))
+        return facts.merged(index(target.root))
     for path in target.paths:  # a part of a bigger checkout: index only that part
         if path.is_dir():
-            facts = facts.merged(build_index(path))
+            facts = facts.merged(index(path))
     return facts
 
 
@@ -228,7 +262,12 @@ def measure_engine(
         errors.append(bare_parse(jobs, None if per_file else per_file))
 
     parse_seconds, parse_runs = timed(parse_all, runs=runs, budget=3.0)
-    result["parse"] = {"seconds": parse_seconds, "runs": parse_runs, "syntax_errors": errors[0]}
+    result["parse"] = {
+        "seconds": parse_seconds,
+        "cpu_seconds": LAST_CPU,
+        "runs": parse_runs,
+        "syntax_errors": errors[0],
+    }
 
     outcome: list[Any] = []
 
@@ -240,6 +279,7 @@ def measure_engine(
     parsed = [r.parsed for r in outcome]
     result["engine"] = {
         "seconds": engine_seconds,
+        "cpu_seconds": LAST_CPU,
         "runs": engine_runs,
         "prefiltered": prefiltered,
         "parsed": sum(parsed),
@@ -254,8 +294,20 @@ def measure_engine(
     result["parse_of_parsed_files"] = {"seconds": parse_of_parsed, "lines": lines_parsed}
 
     if pool:
+        # The VM's second CPU comes and goes: calibrate right before, and count the CPU time the
+        # workers really got (children's rusage, collected when the pool shuts down).
+        parallelism = effective_parallelism()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         pool_seconds, pool_runs = timed(lambda: engine(POOL_WORKERS), runs=runs, budget=3.0)
-        result["pool"] = {"workers": POOL_WORKERS, "seconds": pool_seconds, "runs": pool_runs}
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        result["pool"] = {
+            "workers": POOL_WORKERS,
+            "seconds": pool_seconds,
+            "runs": pool_runs,
+            "effective_parallelism": parallelism,
+            "cpus_used": cpu / sum(pool_runs),
+        }
 
     # The largest file alone (all rules, one process), against its bare parse.
     worst = max(range(len(jobs)), key=lambda i: target.sizes[i])
@@ -329,24 +381,23 @@ def _git(cwd: Path, *args: str) -> bytes:
 
 
 def pick_pr_files(target: Target, count: int = 20, seed: int = 7) -> list[int]:
-    """~20 typical files with session code (repositories, services, routers, tasks), 4-5k lines,
-    one of them with a bug the rules report (so positions and SARIF results are produced)."""
+    """~20 typical files with session code (repositories, services, routers, tasks), 4-5k lines."""
     wanted = ("/repositories/", "/services/", "/routers/", "/tasks/")
     candidates = [
         i
         for i, job in enumerate(target.jobs)
         if any(w in "/" + job.path for w in wanted) and 170 <= target.lines[i] <= 290
     ]
-    rng = random.Random(seed)
-    buggy = [i for i in candidates if b"BUG (AG" in Path(target.jobs[i].disk_path).read_bytes()]
-    picked = rng.sample(buggy, 1) if buggy else []
-    rest = [i for i in candidates if i not in picked]
-    picked += rng.sample(rest, min(count - len(picked), len(rest)))
+    picked = random.Random(seed).sample(candidates, min(count, len(candidates)))
     return sorted(picked, key=lambda i: target.jobs[i].path)
 
 
 def _edit(text: str, number: int) -> str:
-    """A realistic change: a docstring edit near the top, a line in the middle, a new function."""
+    """A realistic change: a docstring edit near the top, a line in the middle, a new function.
+
+    The first file's new code also discards a task (AG501), so that the run reports one finding
+    on an added line and goes through positions, fingerprints and SARIF results.
+    """
     lines = text.split("\n")
     lines[0] = lines[0].replace('."""', f' (revised in change {number})."""', 1)
     defs = [i for i, line in enumerate(lines) if line.startswith(("    async def ", "async def "))]
@@ -364,6 +415,15 @@ def _edit(text: str, number: int) -> str:
         "        total += result.scalar_one()",
         "    return total",
     ]
+    if number == 0:
+        added += [
+            "",
+            "",
+            f"async def notify_in_change_{number}(item_id: int) -> None:",
+            "    import asyncio",
+            "",
+            "    asyncio.create_task(send_notification(item_id))",
+        ]
     return "\n".join(lines).rstrip("\n") + "\n" + "\n".join(added) + "\n"
 
 
@@ -387,8 +447,17 @@ def make_pr_repo(target: Target, picked: list[int], where: Path, *, full_checkou
     return diff.count(b"\n")
 
 
+def _drop_cache(root: Path) -> None:
+    shutil.rmtree(root / ".asyncguard-cache", ignore_errors=True)
+
+
 def measure_pr(
-    target: Target, scratch: Path, *, full_checkout: bool, bytecode: bool = True
+    target: Target,
+    scratch: Path,
+    *,
+    full_checkout: bool,
+    bytecode: bool = True,
+    keep_cache: bool = False,
 ) -> dict[str, Any]:
     picked = pick_pr_files(target)
     repo = scratch / ("pr-full" if full_checkout else "pr")
@@ -398,8 +467,20 @@ def measure_pr(
         diff_lines = (repo / "x.diff").read_bytes().count(b"\n")
     argv = [ASYNCGUARD, "check", "--diff", "x.diff", "--format", "sarif", "--output", "out.sarif"]
     env = cli_env(repo, bytecode=bytecode)
+    _drop_cache(repo)
     run_quiet(argv, cwd=repo, env=env)  # warm-up (and .pyc files)
-    times = [run_quiet(argv, cwd=repo, env=env)[0] for _ in range(5)]
+    times = []
+    for _ in range(5):
+        if not keep_cache:  # a fresh CI checkout has no index cache
+            _drop_cache(repo)
+        times.append(run_quiet(argv, cwd=repo, env=env)[0])
+    jobs = [
+        FileJob(target.jobs[i].path, str(repo / target.jobs[i].path), target.jobs[i].module_name)
+        for i in picked
+    ]
+    rules = selected_rules(Config())
+    facts = RepoFacts().merged(index(repo))
+    engine, _ = timed(lambda: analyse_jobs(jobs, rules, facts, RuleOptions(), workers=1), runs=5)
     sarif = json.loads((repo / "out.sarif").read_text(encoding="utf-8"))
     results = sum(len(run.get("results", [])) for run in sarif.get("runs", []))
     return {
@@ -411,6 +492,7 @@ def measure_pr(
         "min": min(times),
         "max": max(times),
         "sarif_results": results,
+        "engine_seconds": engine,
     }
 
 
@@ -425,22 +507,40 @@ def measure_startup() -> dict[str, Any]:
         "version_seconds": median_of([ASYNCGUARD, "--version"]),
         "python_seconds": median_of([sys.executable, "-c", "pass"]),
         "import_libcst_seconds": median_of([sys.executable, "-c", "import libcst"], runs=5),
+        # What `check` imports before it reads a file (bot.cli imports lazily).
+        "import_check_seconds": median_of(
+            [sys.executable, "-c", "import bot.cli, bot.pipeline, bot.reporters, bot.git"], runs=5
+        ),
     }
 
 
-def measure_full_cli(target: Target) -> dict[str, Any]:
+def measure_full_cli(target: Target, *, quick: bool = False) -> dict[str, Any]:
     argv = [ASYNCGUARD, "check", ".", "--format", "json", "--output", os.devnull]
     env = cli_env(target.root)
-    one = run_with_memory([*argv, "--workers", "1"], target.root, env)
-    default = run_with_memory(argv, target.root, env)
-    return {"workers_1": one, "default": default}
+    result = {}
+    if not quick:
+        _drop_cache(target.root)
+        result["workers_1"] = run_with_memory([*argv, "--workers", "1"], target.root, env)
+    _drop_cache(target.root)
+    result["default"] = run_with_memory(argv, target.root, env)
+    _drop_cache(target.root)
+    return result
+
+
+def attempt(function: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A failing command (a broken CLI) is reported in the table instead of ending the run."""
+    try:
+        return function()
+    except CommandFailed as error:
+        print(f"    failed: {error}", file=sys.stderr, flush=True)
+        return {"error": str(error)}
 
 
 # ---------------------------------------------------------------------------- report
 def _spin(_: object = None) -> float:
     start = time.perf_counter()
     total = 0
-    for i in range(12_000_000):
+    for i in range(15_000_000):
         total += i
     return time.perf_counter() - start
 
@@ -486,8 +586,20 @@ def machine() -> dict[str, Any]:
         "libcst": importlib.metadata.version("libcst"),
         "asyncguard": importlib.metadata.version("asyncguard"),
         "ruff": ruff_version,
-        "effective_parallelism": effective_parallelism(),
+        "commit": _commit(),
+        "rules": [rule.CODE for rule in selected_rules(Config())],
+        "load_before": os.getloadavg()[0],
     }
+
+
+def _commit() -> str:
+    """The asyncguard commit measured, with `+dirty` when bot/ or rules/ have local changes."""
+    try:
+        head = _git(REPO, "rev-parse", "--short", "HEAD").decode().strip()
+        dirty = _git(REPO, "status", "--porcelain", "--", "bot", "rules").strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def _n(value: float) -> str:
@@ -500,15 +612,33 @@ def _s(value: float) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
+    share = min(
+        (
+            r[k]["cpu_seconds"] / r[k]["seconds"]
+            for r in report["targets"]
+            for k in ("parse", "engine")
+        ),
+        default=1.0,
+    )
     out = [
         f"Machine: {m['nproc']} CPUs ({m['usable_cpus']} usable), {m['cpu']}; Python {m['python']}, "
-        f"libcst {m['libcst']}, asyncguard {m['asyncguard']}, {m['ruff']}; {m['platform']}. "
-        f"Effective parallelism of 2 CPU-bound processes: {m['effective_parallelism']:.2f} (2.00 = two real cores).",
+        f"libcst {m['libcst']}, asyncguard {m['asyncguard']} ({m['commit']}), {m['ruff']}; {m['platform']}.",
+        "",
+        f"Rules enabled by default ({len(m['rules'])}): {', '.join(m['rules'])}.",
+        "",
+        f"1-minute load average {m['load_before']:.1f} before the run, {m.get('load_after', 0):.1f} "
+        f"after it; the single-process measurements got {share:.0%} of a CPU at worst"
+        + (
+            " -- other programs were competing for the CPUs: wall times are inflated, the "
+            "CPU-time ratio is the more reliable one."
+            if share < 0.9
+            else "."
+        ),
         "",
         "### Single process (read + prefilter + parse + rules vs. bare `libcst.parse_module`)",
         "",
-        "| code base | files | lines | bare parse s | parse files/s | parse lines/s | asyncguard s | files/s | lines/s | b/a | b/a on parsed files | prefiltered | findings | index s |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| code base | files | lines | bare parse s | parse files/s | parse lines/s | asyncguard s | files/s | lines/s | b/a | b/a (CPU time) | b/a on parsed files | prefiltered | findings (notes) | index s |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in report["targets"]:
         parse, engine, subset = (
@@ -519,21 +649,25 @@ def markdown(report: dict[str, Any]) -> str:
         out.append(
             f"| {r['label']} | {_n(r['files'])} | {_n(r['lines'])} | {_s(parse)} | {_n(r['files'] / parse)} | "
             f"{_n(r['lines'] / parse)} | {_s(engine)} | {_n(r['files'] / engine)} | {_n(r['lines'] / engine)} | "
-            f"{engine / parse:.2f} | {engine / subset if subset else float('nan'):.2f} | "
-            f"{r['engine']['prefiltered'] / r['files']:.0%} | {r['engine']['findings']} | {_s(r['index_seconds'])} |"
+            f"{engine / parse:.2f} | {r['engine']['cpu_seconds'] / r['parse']['cpu_seconds']:.2f} | "
+            f"{engine / subset if subset else float('nan'):.2f} | "
+            f"{r['engine']['prefiltered'] / r['files']:.0%} | {r['engine']['findings']} ({r['engine']['notes']}) | "
+            f"{_s(r['index_seconds'])} |"
         )
     out += [
         "",
         "### Process pool (`analyse_jobs(..., workers=2)`)",
         "",
-        "| code base | workers=1 s | workers=2 s | speed-up | lines/s (pool) |",
-        "|---|--:|--:|--:|--:|",
+        "| code base | workers=1 s | workers=2 s | speed-up | lines/s (pool) "
+        "| CPUs the workers got | parallelism of 2 spin loops just before |",
+        "|---|--:|--:|--:|--:|--:|--:|",
     ]
     for r in report["targets"]:
         if "pool" in r:
             one, two = r["engine"]["seconds"], r["pool"]["seconds"]
             out.append(
-                f"| {r['label']} | {_s(one)} | {_s(two)} | {one / two:.2f}x | {_n(r['lines'] / two)} |"
+                f"| {r['label']} | {_s(one)} | {_s(two)} | {one / two:.2f}x | {_n(r['lines'] / two)} "
+                f"| {r['pool']['cpus_used']:.2f} | {r['pool']['effective_parallelism']:.2f} |"
             )
     out += [
         "",
@@ -573,27 +707,47 @@ def markdown(report: dict[str, Any]) -> str:
             "| what | wall | notes |",
             "|---|--:|---|",
         ]
-        for key, title in (
-            ("pr", "20-file pull request"),
-            ("pr_cold", "same, without .pyc files for the tool"),
-            ("pr_full", "same pull request, full checkout"),
-        ):
-            if key in cli:
-                p = cli[key]
-                out.append(
-                    f"| {title}: `check --diff x.diff --format sarif` | {_s(p['seconds'])} | median of 5 (min {_s(p['min'])}, max {_s(p['max'])}); "
-                    f"{p['files']} files, {_n(p['lines'])} lines, {p['diff_lines']}-line diff, {_n(p['checkout_files'])} files in the checkout, {p['sarif_results']} results |"
-                )
+        pr_titles = {
+            "pr": "20-file pull request, fresh checkout",
+            "pr_cold": "same, without .pyc files for the tool",
+            "pr_full": "same diff in a full checkout, no index cache",
+            "pr_full_cached": "same diff in a full checkout, index cache kept",
+        }
+        for key, title in pr_titles.items():
+            p = cli.get(key)
+            if p is None:
+                continue
+            command = f"{title}: `check --diff x.diff --format sarif`"
+            if "error" in p:
+                out.append(f"| {command} | failed | {p['error']} |")
+                continue
+            out.append(
+                f"| {command} | {_s(p['seconds'])} | median of 5 (min {_s(p['min'])}, "
+                f"max {_s(p['max'])}); {p['files']} files, {_n(p['lines'])} lines, "
+                f"{p['diff_lines']}-line diff, {_n(p['checkout_files'])} files in the checkout, "
+                f"{p['sarif_results']} SARIF result(s); the engine alone on these files takes "
+                f"{_s(p['engine_seconds'])} in-process |"
+            )
         s = cli["startup"]
-        out.append(
-            f"| `asyncguard --version` | {_s(s['version_seconds'])} | median of 10; `python -c pass` {_s(s['python_seconds'])}, `python -c 'import libcst'` {_s(s['import_libcst_seconds'])} |"
-        )
+        if "error" in s:
+            out.append(f"| `asyncguard --version` | failed | {s['error']} |")
+        else:
+            out.append(
+                f"| `asyncguard --version` | {_s(s['version_seconds'])} | median of 10; "
+                f"`python -c pass` {_s(s['python_seconds'])}, `python -c 'import libcst'` "
+                f"{_s(s['import_libcst_seconds'])}, importing what `check` needs "
+                f"{_s(s['import_check_seconds'])} |"
+            )
+        full = cli.get("full", {})
+        if "error" in full:
+            out.append(f"| whole corpus, `check .` | failed | {full['error']} |")
         for key, title in (("workers_1", "`--workers 1`"), ("default", "default workers")):
-            if key in cli.get("full", {}):
-                f = cli["full"][key]
+            if key in full:
+                f = full[key]
                 out.append(
-                    f"| whole corpus, `check .` {title} | {_s(f['seconds'])} | peak RSS {f['max_rss_mib']:.0f} MiB (largest process), "
-                    f"{f['tree_rss_mib']:.0f} MiB (process tree, sampled every 50 ms) |"
+                    f"| whole corpus, `check .` {title} | {_s(f['seconds'])} | peak RSS "
+                    f"{f['max_rss_mib']:.0f} MiB (largest process), {f['tree_rss_mib']:.0f} MiB "
+                    "(process tree, sampled every 50 ms) |"
                 )
     return "\n".join(out) + "\n"
 
@@ -631,6 +785,11 @@ def main() -> None:
     parser.add_argument(
         "--no-cli", action="store_true", help="skip the subprocess (end-to-end) measurements"
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="pool only on the generated corpus; no whole-corpus --workers 1 run, no PR variants",
+    )
     args = parser.parse_args()
 
     corpus = args.corpus.resolve()
@@ -654,7 +813,8 @@ def main() -> None:
             file=sys.stderr,
             flush=True,
         )
-        result = measure_engine(target, rules, runs=args.runs, pool=True)
+        pool = not args.quick or target is targets[0]
+        result = measure_engine(target, rules, runs=args.runs, pool=pool)
         result["ruff"] = measure_ruff(target)
         report["targets"].append(result)
     if not args.no_cli:
@@ -663,15 +823,25 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="asyncguard-bench-") as scratch:
             global PYCACHE
             PYCACHE = Path(scratch, "pycache")
+            work = Path(scratch)
             report["cli"] = {
                 "label": target.label,
-                "pr": measure_pr(target, Path(scratch), full_checkout=False),
-                "pr_cold": measure_pr(target, Path(scratch), full_checkout=False, bytecode=False),
-                "pr_full": measure_pr(target, Path(scratch), full_checkout=True),
-                "startup": measure_startup(),
-                "full": measure_full_cli(target),
+                "pr": attempt(lambda: measure_pr(target, work, full_checkout=False)),
+                "startup": attempt(measure_startup),
+                "full": attempt(lambda: measure_full_cli(target, quick=args.quick)),
             }
+            if not args.quick:
+                report["cli"]["pr_cold"] = attempt(
+                    lambda: measure_pr(target, work, full_checkout=False, bytecode=False)
+                )
+                report["cli"]["pr_full"] = attempt(
+                    lambda: measure_pr(target, work, full_checkout=True)
+                )
+                report["cli"]["pr_full_cached"] = attempt(
+                    lambda: measure_pr(target, work, full_checkout=True, keep_cache=True)
+                )
     report["bench_seconds"] = time.perf_counter() - started
+    report["machine"]["load_after"] = os.getloadavg()[0]
     text = markdown(report)
     print(text)
     print(f"(benchmark took {report['bench_seconds']:.0f} s)")

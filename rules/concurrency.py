@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import libcst as cst
 
@@ -679,3 +680,834 @@ def _distinct(uses: Sequence[Use]) -> list[Use]:
             seen.add(id(use.node))
             result.append(use)
     return result
+
+
+# ---------------------------------------------------------------------- AG202
+# The first word of a callee's name that marks a read: running such calls together changes
+# nothing but the latency. Calls that write or send are left alone, because gathering them
+# changes what happens when one fails (the other has already run).
+READ_VERBS = frozenset(
+    {
+        "get", "fetch", "load", "read", "list", "find", "retrieve", "query", "search", "lookup",
+        "count", "download", "describe", "head", "exists", "resolve",
+    }
+)  # fmt: skip
+# Binding kinds that are, or hold, a database session or its results.
+DB_KINDS = frozenset(
+    {
+        BindingKind.SESSION, BindingKind.WRAPPER, BindingKind.ORM, BindingKind.RESULT,
+        BindingKind.CONNECTION, BindingKind.ENGINE, BindingKind.FACTORY,
+        BindingKind.SYNC_SESSION, BindingKind.SYNC_FACTORY, BindingKind.SYNC_ENGINE,
+        BindingKind.SESSION_ALIAS,
+    }
+)  # fmt: skip
+# Names and name parts that suggest a database handle or a per-connection object reached
+# through something we cannot see (`db.session`, a `crud` module using a context session).
+HANDLE_WORDS = frozenset(
+    {
+        "session", "sessions", "db", "database", "conn", "connection", "cursor", "tx",
+        "transaction", "uow", "crud", "repository", "repositories", "repo", "dao", "orm",
+        "websocket", "ws", "request", "response", "stream", "socket", "channel",
+    }
+)  # fmt: skip
+# Parameter types whose values are plain data: sharing them between two calls is harmless.
+SCALAR_TYPES = frozenset(
+    {
+        "int", "str", "float", "bool", "bytes", "UUID", "UUID4", "date", "datetime", "time",
+        "Decimal", "EmailStr", "HttpUrl", "AnyUrl", "AnyHttpUrl",
+    }
+)  # fmt: skip
+# Parameters that are the connection itself: awaiting on them is the endpoint's own protocol.
+CHANNEL_TYPES = ("Request", "WebSocket", "Response", "HTTPConnection", "BackgroundTasks")
+FOREIGN_PREFIXES = ("asyncio.", "anyio.", "trio.")
+
+
+def _words(name: str) -> list[str]:
+    """`fetchUserOrders` / `fetch_user_orders` -> ["fetch", "user", "orders"]."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip("_"))
+    return [word.lower() for word in spaced.split("_") if word]
+
+
+def _is_read_name(name: str) -> bool:
+    words = _words(name)
+    if words and words[0] in ("async", "a") and len(words) > 1:
+        words = words[1:]  # async_get_user, aget
+    return bool(words) and words[0] in READ_VERBS
+
+
+def _mentions_handle(name: str) -> bool:
+    return any(word in HANDLE_WORDS for word in _words(name))
+
+
+@dataclass
+class AwaitStep:
+    """One statement `x = await f(...)` / `await f(...)` that could join a gather."""
+
+    node: cst.Await
+    callee: str
+    targets: frozenset[str]
+    uses: frozenset[str]  # every name the call reads (callee, receiver and arguments)
+    shareable: frozenset[str]  # the names of `uses` that are plain values (fine to share)
+    receiver: str | None  # the object the method is called on, by root name
+
+
+@dataclass
+class EndpointBody:
+    node: cst.FunctionDef
+    scope: str
+    loops: int = 0
+    steps: dict[int, AwaitStep | None] = field(default_factory=dict)
+
+
+class SequentialIndependentAwaits(Rule):
+    CODE = "AG202"
+    NAME = "sequential-independent-awaits"
+    SEVERITY = Severity.INFO
+    SECTION = SECTION
+    SUMMARY = "An endpoint awaits independent reads one after another instead of together."
+    DOC = """
+    ## What it does
+    In a FastAPI endpoint, flags two or more consecutive statements that each await one read
+    (`profile = await fetch_profile(user_id)`, `rates = await http_client.get(url)`) when
+    none of them uses a value another one produced, and none touches a database session.
+
+    To stay quiet where running the calls together could be wrong, it only considers calls
+    whose name starts with a read verb (`get`, `fetch`, `load`, `list`, `find`, `search`, ...),
+    made on module-level objects or module-level functions, whose arguments share nothing but
+    plain values (path and query parameters, literals). Calls on a session, on an object built
+    around one, on a repository or service injected with `Depends`, on `self`, the request or a
+    websocket, and calls inside loops are never flagged.
+
+    ## Why is this bad?
+    Each `await` waits for the previous one to finish, so the request takes the sum of the
+    latencies instead of the longest one. Independent network reads can run at the same time.
+
+    ## Example
+    ```python
+    @router.get("/dashboard/{user_id}")
+    async def dashboard(user_id: int) -> Dashboard:
+        profile = await fetch_profile(user_id)
+        weather = await fetch_weather(user_id)
+        return Dashboard(profile=profile, weather=weather)
+    ```
+
+    ## Use instead
+    ```python
+    @router.get("/dashboard/{user_id}")
+    async def dashboard(user_id: int) -> Dashboard:
+        profile, weather = await asyncio.gather(fetch_profile(user_id), fetch_weather(user_id))
+        return Dashboard(profile=profile, weather=weather)
+    ```
+    Never do this with calls that share one `AsyncSession` (see AG201): a session runs one
+    statement at a time, and concurrent use fails.
+    """
+    TOKENS = (("await",), ("get(", "post(", "put(", "patch(", "delete(", "api_route(", "head("))
+    NEEDS = frozenset({"repo-index"})
+
+    VALID = (
+        Valid(
+            """
+            import httpx
+
+            http = httpx.AsyncClient()
+
+            @router.get("/user/{user_id}")
+            async def user(user_id: int):
+                token = await fetch_token(user_id)
+                profile = await http.get(f"/users/{user_id}", headers={"token": token})
+                return profile.json()
+            """
+        ),
+        Valid(
+            """
+            from fastapi import Depends
+            from sqlalchemy.ext.asyncio import AsyncSession
+
+            @router.get("/report")
+            async def report(session: AsyncSession = Depends(get_session)):
+                users = await session.scalars(select(User))
+                orders = await session.scalars(select(Order))
+                return {"users": users.all(), "orders": orders.all()}
+            """
+        ),
+        Valid(
+            """
+            import httpx
+
+            client = httpx.AsyncClient()
+
+            @router.get("/pages")
+            async def pages():
+                first = await client.get("/a")
+                second = await client.get("/b")
+                return [first.json(), second.json()]
+            """
+        ),
+        Valid(
+            """
+            from fastapi import WebSocket
+
+            @router.websocket("/ws")
+            async def ws(websocket: WebSocket):
+                await websocket.accept()
+                data = await websocket.receive_json()
+                await websocket.send_json(data)
+            """
+        ),
+        Valid(
+            """
+            from typing import Annotated
+            from fastapi import Depends
+
+            UsersDep = Annotated[UserRepository, Depends(get_user_repository)]
+            OrdersDep = Annotated[OrderRepository, Depends(get_order_repository)]
+
+            @router.get("/users/{user_id}/summary")
+            async def summary(user_id: int, users: UsersDep, orders: OrdersDep):
+                user = await users.get(user_id)
+                recent = await orders.list_for_user(user_id)
+                return {"user": user, "orders": recent}
+            """
+        ),
+        Valid(
+            """
+            from fastapi import Depends
+            from sqlalchemy.ext.asyncio import AsyncSession
+
+            @router.get("/users/{user_id}")
+            async def user_page(user_id: int, session: AsyncSession = Depends(get_session)):
+                user = await get_user(session, user_id)
+                orders = await get_orders(session, user_id)
+                return {"user": user, "orders": orders}
+            """
+        ),
+        Valid(
+            """
+            @router.get("/prices")
+            async def prices(symbols: list[str]):
+                result = {}
+                for symbol in symbols:
+                    quote = await fetch_quote(symbol)
+                    history = await fetch_history(symbol)
+                    result[symbol] = (quote, history)
+                return result
+            """
+        ),
+        Valid(
+            """
+            async def fetch_a():
+                ...
+
+            async def fetch_b():
+                ...
+
+            async def not_an_endpoint():
+                a = await fetch_a()
+                b = await fetch_b()
+                return a, b
+            """
+        ),
+        Valid(
+            """
+            from fastapi import Depends
+            from sqlalchemy.ext.asyncio import AsyncSession
+
+            @router.post("/orders")
+            async def create_order(body: OrderIn, session: AsyncSession = Depends(get_session)):
+                service = OrderService(session)
+                stock = await service.get_stock(body.item_id)
+                price = await service.get_price(body.item_id)
+                return {"stock": stock, "price": price}
+            """
+        ),
+        Valid(
+            """
+            @router.post("/checkout")
+            async def checkout(body: CheckoutIn):
+                charge = await create_charge(body.card, body.amount)
+                receipt = await send_receipt(body.email)
+                return {"charge": charge, "receipt": receipt}
+            """
+        ),
+        Valid(
+            """
+            from fastapi import Request
+
+            @router.post("/upload")
+            async def upload(request: Request):
+                body = await request.body()
+                form = await request.form()
+                return {"size": len(body), "fields": len(form)}
+            """
+        ),
+        Valid(
+            """
+            @router.get("/both")
+            async def both(cart: Cart):
+                items = await fetch_items(cart)
+                totals = await fetch_totals(cart)
+                return {"items": items, "totals": totals}
+            """
+        ),
+        Valid(
+            """
+            import asyncio
+
+            @router.get("/slow")
+            async def slow():
+                await asyncio.sleep(1)
+                await asyncio.sleep(2)
+                return {}
+            """
+        ),
+        Valid(
+            """
+            from app.crud import get_orders, get_user
+
+            @router.get("/users/{user_id}/page")
+            async def page(user_id: int):
+                user = await get_user(user_id)
+                orders = await get_orders(user_id)
+                return {"user": user, "orders": orders}
+            """
+        ),
+        Valid(
+            """
+            from fastapi_async_sqlalchemy import db
+
+            async def load_user(user_id: int):
+                return await db.session.get(User, user_id)
+
+            async def load_orders(user_id: int):
+                return (await db.session.scalars(select(Order))).all()
+
+            @router.get("/users/{user_id}/orders")
+            async def user_orders(user_id: int):
+                user = await load_user(user_id)
+                orders = await load_orders(user_id)
+                return {"user": user, "orders": orders}
+            """
+        ),
+        Valid(
+            """
+            async def fetch_a():
+                ...
+
+            async def fetch_b():
+                ...
+
+            @router.get("/lazy")
+            async def lazy():
+                async def both():
+                    a = await fetch_a()
+                    b = await fetch_b()
+                    return a, b
+
+                return await both()
+            """
+        ),
+    )
+    INVALID = (
+        Invalid(
+            """
+            import httpx
+
+            async def fetch_profile(user_id: int) -> dict:
+                async with httpx.AsyncClient() as client:
+                    return (await client.get(f"https://profiles/{user_id}")).json()
+
+            async def fetch_weather(city: str) -> dict:
+                async with httpx.AsyncClient() as client:
+                    return (await client.get(f"https://weather/{city}")).json()
+
+            @router.get("/dashboard/{user_id}")
+            async def dashboard(user_id: int, city: str):
+                profile = await fetch_profile(user_id)
+                weather = await fetch_weather(city)
+                return {"profile": profile, "weather": weather}
+            """,
+            line=13,
+            related_lines=(14,),
+            message="`fetch_profile(...)`",
+        ),
+        Invalid(
+            """
+            import httpx
+            from redis.asyncio import Redis
+
+            http = httpx.AsyncClient(base_url="https://rates.example")
+            cache = Redis()
+
+            @app.get("/rates/{currency}")
+            async def rates(currency: str):
+                cached = await cache.get(f"rates:{currency}")
+                live = await http.get(f"/latest/{currency}")
+                return {"cached": cached, "live": live.json()}
+            """,
+            line=9,
+            related_lines=(10,),
+        ),
+        Invalid(
+            """
+            from typing import Annotated
+            from fastapi import Depends, Path
+            from sqlalchemy.ext.asyncio import AsyncSession
+            from app.clients import github, gitlab
+
+            SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+            @router.get("/repos/{owner}")
+            async def repos(owner: Annotated[str, Path()], session: SessionDep):
+                account = await session.get(Account, owner)
+                from_github = await github.list_repos(owner)
+                from_gitlab = await gitlab.list_projects(owner)
+                account.synced = True
+                return from_github + from_gitlab
+            """,
+            line=11,
+            related_lines=(12,),
+        ),
+        Invalid(
+            """
+            import asyncio as aio
+            import aiohttp
+
+            session_pool = None
+
+            async def load_a(key: str):
+                await aio.sleep(0)
+
+            async def load_b(key: str):
+                await aio.sleep(0)
+
+            async def load_c(key: str):
+                await aio.sleep(0)
+
+            @router.get("/items/{key}")
+            async def items(key: str):
+                if key:
+                    await load_a(key)
+                    b = await load_b(key)
+                    c = await load_c("other")
+                    return b, c
+            """,
+            line=18,
+            related_lines=(19, 20),
+            message="`load_a(...)`, `load_b(...)` and `load_c(...)` are awaited",
+        ),
+        Invalid(
+            """
+            from app.clients import stripe_client as stripe, tax_client
+
+            @router.get("/invoices/{invoice_id}")
+            async def invoice(invoice_id: str, background: BackgroundTasks):
+                try:
+                    data = await stripe.retrieve_invoice(invoice_id)
+                    tax = await tax_client.fetchRates("eu")
+                except TimeoutError:
+                    raise HTTPException(504)
+                return {"invoice": data, "tax": tax}
+            """,
+            line=6,
+            related_lines=(7,),
+        ),
+        Invalid(
+            """
+            async def get_quote(symbol):
+                ...
+
+            async def get_news(symbol):
+                ...
+
+            class Api:
+                @router.get("/stock")
+                async def stock(symbol: str):
+                    quote = await get_quote(symbol)
+                    news = await get_news(symbol)
+                    return quote, news
+            """,
+            line=10,
+            related_lines=(11,),
+        ),
+    )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._bodies: list[EndpointBody | None] = []
+
+    # ---------------------------------------------------------------- traversal
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        is_endpoint = node.asynchronous is not None and self.semantics.is_endpoint(node)
+        self._bodies.append(
+            EndpointBody(node, self.semantics.scope.qualname) if is_endpoint else None
+        )
+
+    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
+        body = self._bodies.pop()
+        if body is not None and any(step is not None for step in body.steps.values()):
+            self._check_blocks(body, node.body)
+
+    def visit_For(self, node: cst.For) -> None:
+        self._loop(1)
+
+    def leave_For(self, node: cst.For) -> None:
+        self._loop(-1)
+
+    def visit_While(self, node: cst.While) -> None:
+        self._loop(1)
+
+    def leave_While(self, node: cst.While) -> None:
+        self._loop(-1)
+
+    def _loop(self, change: int) -> None:
+        body = self._bodies[-1] if self._bodies else None
+        if body is not None:
+            body.loops += change
+
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
+        body = self._bodies[-1] if self._bodies else None
+        scope = self.semantics.function_scope()
+        if body is None or body.loops or scope is None or scope.node is not body.node:
+            return
+        for small in node.body:
+            body.steps[id(small)] = self._step(small)
+
+    # ---------------------------------------------------------------- one statement
+    def _step(self, small: cst.BaseSmallStatement) -> AwaitStep | None:
+        targets: list[str] = []
+        value: cst.BaseExpression | None
+        if isinstance(small, cst.Expr):
+            value = small.value
+        elif isinstance(small, cst.Assign):
+            value = small.value
+            for target in small.targets:
+                names = _plain_targets(target.target)
+                if names is None:
+                    return None
+                targets.extend(names)
+        elif isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name):
+            value = small.value
+            targets.append(small.target.value)
+        else:
+            return None
+        if not isinstance(value, cst.Await) or not isinstance(value.expression, cst.Call):
+            return None
+        call = value.expression
+        callee = self._callee(call.func)
+        if callee is None:
+            return None
+        receiver = callee[1]
+        uses: set[str] = set()
+        shareable: set[str] = set()
+        if receiver is not None:
+            uses.add(receiver)
+        elif isinstance(call.func, cst.Name):
+            uses.add(call.func.value)
+            shareable.add(call.func.value)
+        for arg in call.args:
+            for loaded in _loaded_names(arg.value):
+                if loaded is None:
+                    return None  # an await, lambda or comprehension inside the arguments
+                verdict = self._argument(loaded)
+                if verdict is None:
+                    return None
+                uses.add(loaded)
+                if verdict:
+                    shareable.add(loaded)
+        return AwaitStep(
+            value,
+            self.context.module.code_for_node(call.func),
+            frozenset(targets),
+            frozenset(uses),
+            frozenset(shareable),
+            receiver,
+        )
+
+    def _callee(self, func: cst.BaseExpression) -> tuple[str, str | None] | None:
+        """(the called name, the receiver's root name) when the callee is clearly plain I/O."""
+        semantics = self.semantics
+        qualname = semantics.qualified_name(func) or ""
+        if qualname.startswith(FOREIGN_PREFIXES):
+            return None
+        if isinstance(func, cst.Name):
+            binding = semantics.lookup(func.value)
+            if binding is None or not self._module_level(func.value, binding):
+                return None
+            if binding.kind is BindingKind.FUNCTION:
+                if not binding.is_async or not isinstance(binding.node, cst.FunctionDef):
+                    return None
+                if self._touches_handles(binding.node) or semantics.free_session_uses(binding.node):
+                    return None
+            elif binding.kind is BindingKind.IMPORT:
+                if any(_mentions_handle(part) for part in (binding.qualname or "").split(".")):
+                    return None
+            else:
+                return None
+            return (func.value, None) if _is_read_name(func.value) else None
+        if not isinstance(func, cst.Attribute):
+            return None
+        parts: list[str] = [func.attr.value]
+        root: cst.BaseExpression = func.value
+        while isinstance(root, cst.Attribute):
+            parts.append(root.attr.value)
+            root = root.value
+        if not isinstance(root, cst.Name) or root.value in ("self", "cls"):
+            return None
+        binding = semantics.lookup(root.value)
+        if (
+            binding is None
+            or not self._module_level(root.value, binding)
+            or binding.kind not in (BindingKind.IMPORT, BindingKind.OTHER, BindingKind.CLASS)
+            or semantics.is_session_factory(root)
+            or semantics.is_async_engine(root)
+            or any(_mentions_handle(part) for part in [root.value, *parts[1:]])
+            or (binding.qualname and any(_mentions_handle(p) for p in binding.qualname.split(".")))
+        ):
+            return None
+        return (func.attr.value, root.value) if _is_read_name(func.attr.value) else None
+
+    def _touches_handles(self, function: cst.FunctionDef) -> bool:
+        """A module-level helper whose body names a session-like handle it did not open itself
+        (`db.session` from a context variable, a global `conn`); one that opens its own session
+        from a factory (`async with async_session() as session`) is independent."""
+        semantics = self.semantics
+        scope = semantics.scope_of(function)
+        if scope is None:
+            return True
+        for node in iter_descendants(function.body):
+            if not isinstance(node, cst.Name) or not _mentions_handle(node.value):
+                continue
+            binding = semantics.lookup(node.value, scope)
+            if binding is None:
+                return True
+            own = scope.bindings.get(node.value) is binding
+            if own and binding.kind is BindingKind.SESSION and binding.factory is not None:
+                continue  # opened here: `async with factory() as session`
+            if binding.kind is BindingKind.FACTORY or semantics.is_session_factory(node):
+                continue  # the factory itself: every call opens a new session
+            return True
+        return False
+
+    def _module_level(self, name: str, binding: Binding) -> bool:
+        return self.semantics.module_scope.bindings.get(name) is binding
+
+    def _argument(self, name: str, depth: int = 0) -> bool | None:
+        """None: the call may reach shared state through `name`; True: a plain value that two
+        calls may share; False: fine for one call, not to be shared."""
+        if name in ("self", "cls"):
+            return None
+        semantics = self.semantics
+        binding = semantics.lookup(name)
+        if binding is None:
+            return name in BUILTIN_VALUES
+        if binding.kind in DB_KINDS or semantics.is_session_factory(cst.Name(name)):
+            return None
+        if isinstance(binding.node, cst.Param):
+            return self._parameter(binding.node)
+        if self._module_level(name, binding):
+            if binding.kind is BindingKind.OTHER and _is_literal(binding.value):
+                return True
+            return None if _mentions_handle(name) else False
+        if binding.kind is BindingKind.OTHER and binding.value is not None:
+            if _is_literal(binding.value):
+                return True
+            if depth >= 2:
+                return None
+            for loaded in _loaded_names(binding.value):
+                if loaded is None or self._argument(loaded, depth + 1) is None:
+                    return None
+            return False
+        return None
+
+    def _parameter(self, param: cst.Param) -> bool | None:
+        semantics = self.semantics
+        name = param.name.value
+        if semantics.is_request_scoped(param) or _mentions_handle(name):
+            return None
+        annotation = param.annotation.annotation if param.annotation is not None else None
+        if annotation is None:
+            return True  # a query parameter: a string
+        type_name = self._type_name(annotation)
+        if type_name is None:
+            return False
+        if any(channel in type_name for channel in CHANNEL_TYPES):
+            return None
+        return type_name in SCALAR_TYPES
+
+    def _type_name(self, annotation: cst.BaseExpression) -> str | None:
+        """The last name of a parameter's type, through Annotated, Optional and `| None`."""
+        semantics = self.semantics
+        if isinstance(annotation, cst.BinaryOperation) and isinstance(
+            annotation.operator, cst.BitOr
+        ):
+            sides = [s for s in (annotation.left, annotation.right) if not _is_none_name(s)]
+            return self._type_name(sides[0]) if len(sides) == 1 else None
+        if isinstance(annotation, cst.Subscript):
+            base = (semantics.qualified_name(annotation.value) or "").rsplit(".", 1)[-1]
+            elements = [e.slice.value for e in annotation.slice if isinstance(e.slice, cst.Index)]
+            if base in ("Annotated", "Optional") and elements:
+                return self._type_name(elements[0])
+            return None
+        if isinstance(annotation, cst.Name):
+            return annotation.value
+        if isinstance(annotation, cst.Attribute):
+            return annotation.attr.value
+        return None
+
+    # ---------------------------------------------------------------- groups
+    def _check_blocks(self, body: EndpointBody, suite: cst.BaseSuite) -> None:
+        for block in _blocks(suite):
+            group: list[AwaitStep] = []
+            for small in block:
+                step = body.steps.get(id(small)) if small is not None else None
+                if step is None:
+                    self._report_group(body, group)
+                    group = []
+                    continue
+                if group and _conflicts(step, group):
+                    self._report_group(body, group)
+                    group = []
+                group.append(step)
+            self._report_group(body, group)
+
+    def _report_group(self, body: EndpointBody, group: list[AwaitStep]) -> None:
+        if len(group) < 2:
+            return
+        first, rest = group[0], group[1:]
+        names = [f"`{step.callee}(...)`" for step in group[:3]]
+        if len(group) > 3:
+            names.append(f"{len(group) - 3} more calls")
+        what = f"{', '.join(names[:-1])} and {names[-1]}"
+        self.report(
+            first.node,
+            f"{what} are awaited one by one though none uses another's result, so the request "
+            "waits for each in turn; run them together with `asyncio.gather(...)` or a "
+            "`TaskGroup`",
+            related=[
+                (step.node, f"`{step.callee}(...)` does not depend on `{first.callee}(...)`")
+                for step in rest
+            ],
+            statement=_statement_of(body.node, first.node),
+            scope=body.scope,
+        )
+
+
+BUILTIN_VALUES = frozenset({"None", "True", "False", "len", "str", "int", "float", "bool"})
+
+
+def _plain_targets(target: cst.BaseExpression) -> list[str] | None:
+    if isinstance(target, cst.Name):
+        return [target.value]
+    if isinstance(target, (cst.Tuple, cst.List)):
+        names: list[str] = []
+        for element in target.elements:
+            inner = _plain_targets(element.value)
+            if inner is None:
+                return None
+            names.extend(inner)
+        return names
+    return None  # attribute or subscript targets: a write to shared state
+
+
+def _loaded_names(expr: cst.BaseExpression) -> Iterator[str | None]:
+    """The names an expression reads (attribute names and keywords excluded); None for parts
+    that hide what runs (awaits, lambdas, comprehensions, walrus)."""
+    stack: list[cst.CSTNode] = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(
+            node,
+            (cst.Await, cst.Lambda, cst.NamedExpr, cst.Yield, *COMPREHENSIONS, cst.DictComp),
+        ):
+            yield None
+            return
+        if isinstance(node, cst.Name):
+            yield node.value
+        elif isinstance(node, (cst.Attribute, cst.Arg)):
+            stack.append(node.value)
+        else:
+            stack.extend(iter_children(node))
+
+
+def _is_literal(value: cst.BaseExpression | None) -> bool:
+    return isinstance(
+        value,
+        (cst.SimpleString, cst.ConcatenatedString, cst.Integer, cst.Float, cst.FormattedString),
+    ) or (isinstance(value, cst.Name) and value.value in ("None", "True", "False"))
+
+
+def _is_none_name(expr: cst.BaseExpression) -> bool:
+    return isinstance(expr, cst.Name) and expr.value == "None"
+
+
+def _conflicts(step: AwaitStep, group: Sequence[AwaitStep]) -> bool:
+    for other in group:
+        if step.uses & other.targets or step.targets & other.uses:
+            return True  # a data dependency (or a rebinding of a name the other reads)
+        if step.targets & other.targets:
+            return True
+        if step.receiver is not None and step.receiver == other.receiver:
+            return True  # two calls on one object stay in order
+        shared = step.uses & other.uses
+        if shared - (step.shareable & other.shareable):
+            return True  # they share an object that is not a plain value
+    return False
+
+
+def _blocks(suite: cst.CSTNode) -> Iterator[list[cst.BaseSmallStatement | None]]:
+    """Each statement list of a function body outside loops and nested definitions, as its
+    small statements in order (None stands for a compound statement, which ends a group)."""
+    pending: list[cst.CSTNode] = [suite]
+    while pending:
+        node = pending.pop()
+        statements: Sequence[cst.CSTNode]
+        if isinstance(node, cst.IndentedBlock):
+            statements = node.body
+        elif isinstance(node, cst.SimpleStatementSuite):
+            yield list(node.body)
+            continue
+        else:
+            continue
+        sequence: list[cst.BaseSmallStatement | None] = []
+        for statement in statements:
+            if isinstance(statement, cst.SimpleStatementLine):
+                sequence.extend(statement.body)
+                continue
+            sequence.append(None)
+            if isinstance(statement, (cst.For, cst.While, cst.FunctionDef, cst.ClassDef)):
+                continue
+            pending.extend(_suites_of(statement))
+        yield sequence
+
+
+def _suites_of(statement: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """The bodies of an if/with/try/match statement (and of its else/except/finally parts)."""
+    if isinstance(statement, cst.If):
+        yield statement.body
+        if isinstance(statement.orelse, cst.If):
+            yield from _suites_of(statement.orelse)
+        elif isinstance(statement.orelse, cst.Else):
+            yield statement.orelse.body
+    elif isinstance(statement, cst.With):
+        yield statement.body
+    elif isinstance(statement, (cst.Try, cst.TryStar)):
+        yield statement.body
+        for handler in statement.handlers:
+            yield handler.body
+        if statement.orelse is not None:
+            yield statement.orelse.body
+        if statement.finalbody is not None:
+            yield statement.finalbody.body
+    elif isinstance(statement, cst.Match):
+        for case in statement.cases:
+            yield case.body
+
+
+def _statement_of(function: cst.FunctionDef, target: cst.CSTNode) -> cst.CSTNode | None:
+    """The statement line holding `target` (for suppression comments on its first line)."""
+    for node in iter_descendants(function.body):
+        if isinstance(node, cst.SimpleStatementLine) and any(
+            child is target for child in iter_descendants(node)
+        ):
+            return node
+    return None
