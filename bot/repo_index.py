@@ -27,6 +27,7 @@ from pathlib import Path
 import libcst as cst
 
 from bot.facts import RepoFacts
+from bot.paths import is_test_path
 from bot.semantics import BindingKind, Semantics
 from bot.walker import walk
 
@@ -99,7 +100,7 @@ def iter_python_files(root: Path, excluded: Iterable[str] = ()) -> Iterator[Path
 # ---------------------------------------------------------------------- one file
 def facts_from_source(relative_path: str, source: str) -> FileFacts:
     facts = FileFacts()
-    is_test = bool(_TEST_PATH.search(relative_path))
+    is_test = is_test_path(relative_path)
     if not is_test:
         facts.expire_disabled = bool(_EXPIRE_OFF.search(source))
         facts.no_result_handler = bool(_NO_RESULT_HANDLER.search(source))

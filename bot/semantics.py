@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeGuard
 
 import libcst as cst
 
@@ -55,6 +55,10 @@ DEPENDS = frozenset(
 ENDPOINT_METHODS = frozenset(
     {"get", "post", "put", "patch", "delete", "options", "head", "trace", "api_route", "websocket"}
 )
+LOOP_GETTERS = frozenset(
+    {"asyncio.get_event_loop", "asyncio.get_running_loop", "asyncio.new_event_loop"}
+)
+LOOP_NAMES = frozenset({"loop", "event_loop"})
 # Parameter names that mean "the request's session" when the type is unknown but the value is
 # injected with Depends(...): the catalogue's fallback.
 SESSION_PARAM_NAMES = frozenset({"session", "db", "db_session"})
@@ -70,7 +74,7 @@ SESSION_COROUTINE_METHODS = frozenset(
 
 
 # Session methods whose awaited result is a Result, or an ORM instance (value: may be None).
-RESULT_METHODS = frozenset({"execute", "stream"})
+RESULT_METHODS = frozenset({"execute", "stream", "scalars", "stream_scalars"})
 INSTANCE_METHODS = {"get": True, "get_one": False, "scalar": True, "merge": False}
 # Result methods that give one row's object (value: may be None), and those that keep a Result.
 ROW_METHODS = {
@@ -116,7 +120,10 @@ class Binding:
     origin: Binding | None = None  # RESULT/ORM: the session the object came from
     optional: bool = False  # ORM: the lookup may give None (`get`, `scalar_one_or_none`, ...)
     factory: cst.BaseExpression | None = None  # SESSION: the factory expression it came from
-    expire_on_commit: bool | None = None  # FACTORY: the keyword's value when given literally
+    # FACTORY: its expire_on_commit (True by default, None when not a literal);
+    # SESSION: the same for a keyword given to the call that made it (`expire_given`).
+    expire_on_commit: bool | None = None
+    expire_given: bool = False
 
     @property
     def session(self) -> Binding | None:
@@ -142,8 +149,11 @@ class Scope:
     is_async: bool = False
     bindings: dict[str, Binding] = field(default_factory=dict)
     declared_global: set[str] = field(default_factory=set)
-    # CLASS scopes: attributes that hold a session (`self.session = session`, `session: AsyncSession`)
+    # CLASS scopes: attributes that hold a session (`self.session = session`, `session: AsyncSession`),
+    # that hold an object built around one (`self.repo = UserRepository(session)`), or both.
     session_attributes: dict[str, Binding] = field(default_factory=dict)
+    wrapper_attributes: dict[str, Binding] = field(default_factory=dict)
+    mixed_attributes: set[str] = field(default_factory=set)
 
     @property
     def is_function(self) -> bool:
@@ -185,10 +195,10 @@ class Semantics:
 
     def _enter_lambda(self, node: cst.Lambda) -> None:
         scope = self._push(ScopeKind.LAMBDA, node, "<lambda>")
-        for param in _all_params(node.params):
+        for param in parameters(node.params):
             scope.bindings[param.name.value] = Binding(BindingKind.PARAM, param.name.value, param)
 
-    def _enter_assign(self, node: cst.Assign) -> None:
+    def _bind_assign(self, node: cst.Assign) -> None:
         for target in node.targets:
             self._bind_target(target.target, node.value, node)
 
@@ -208,7 +218,7 @@ class Semantics:
         kind = BindingKind.SESSION_ALIAS if self.is_session_type(node.value) else BindingKind.OTHER
         self._bind(name, Binding(kind, name, node, self._qualify(name), node.value))
 
-    def _enter_named_expr(self, node: cst.NamedExpr) -> None:
+    def _bind_named_expr(self, node: cst.NamedExpr) -> None:
         if isinstance(node.target, cst.Name):
             self._bind_target(node.target, node.value, node)
 
@@ -254,7 +264,7 @@ class Semantics:
             name, Binding(BindingKind.FUNCTION, name, node, self._qualify(name), is_async=is_async)
         )
         scope = self._push(ScopeKind.FUNCTION, node, name, is_async)
-        for param in _all_params(node.params):
+        for param in parameters(node.params):
             scope.bindings[param.name.value] = self._param_binding(param)
 
     def function_scope(self) -> Scope | None:
@@ -380,7 +390,9 @@ class Semantics:
                 )
                 self._bind(name, Binding(kind, name, node, self._qualify(name), node.value))
                 return
-            if node.value is not None:
+            if node.value is not None and not (
+                _is_none(node.value) and self.is_session_type(annotation)
+            ):
                 self._bind_target(target, node.value, node)
                 return
             if self.is_session_type(annotation):
@@ -419,16 +431,41 @@ class Semantics:
             self._bind_self_attribute(target, value)
 
     def _bind_self_attribute(self, target: cst.Attribute, value: cst.BaseExpression) -> None:
-        """`self.session = session` in a method makes `session` a session attribute of the class."""
-        if not (isinstance(target.value, cst.Name) and target.value.value == "self"):
+        """`self.session = session` makes `session` a session attribute of the class;
+        `self.repo = UserRepository(session)` a wrapper attribute. An attribute assigned both a
+        session and something else (other than None) is trusted as neither."""
+        if not (isinstance(target.value, cst.Name) and target.value.value == "self") or _is_none(
+            value
+        ):
             return
-        function = self.function_scope()
-        cls = function.enclosing_class() if function else None
+        cls = self._method_class()
         if cls is None:
             return
+        attribute = target.attr.value
+        if attribute in cls.mixed_attributes:
+            return
+        direct = self.direct_session(value)
         held = self.session_binding(value)
-        if held is not None:
-            cls.session_attributes[target.attr.value] = held
+        if direct is not None and attribute not in cls.wrapper_attributes:
+            cls.session_attributes[attribute] = direct
+        elif direct is None and held is not None and attribute not in cls.session_attributes:
+            cls.wrapper_attributes[attribute] = held
+        elif (
+            attribute in cls.session_attributes
+            or attribute in cls.wrapper_attributes
+            or held is not None
+        ):
+            cls.session_attributes.pop(attribute, None)
+            cls.wrapper_attributes.pop(attribute, None)
+            cls.mixed_attributes.add(attribute)
+
+    def _method_class(self) -> Scope | None:
+        """The class whose method we are in (through nested functions and lambdas)."""
+        function = self.function_scope()
+        while function is not None and function.enclosing_class() is None:
+            parent = function.parent
+            function = parent if parent is not None and parent.is_function else None
+        return function.enclosing_class() if function else None
 
     def classify_binding(
         self,
@@ -445,10 +482,19 @@ class Semantics:
             if made is BindingKind.WRAPPER:
                 return Binding(made, name, node, value=value, wraps=self._wrapped_session(value))
             if made is BindingKind.SESSION:
-                return Binding(made, name, node, value=value, factory=_factory_of(value))
+                given, setting = _expire_keyword(value)
+                return Binding(
+                    made,
+                    name,
+                    node,
+                    value=value,
+                    factory=_factory_of(value),
+                    expire_on_commit=setting if given else None,
+                    expire_given=given,
+                )
             if made is BindingKind.FACTORY:
                 return Binding(
-                    made, name, node, value=value, expire_on_commit=_expire_keyword(value)
+                    made, name, node, value=value, expire_on_commit=_expire_keyword(value)[1]
                 )
             if made is not None:
                 return Binding(made, name, node, value=value)
@@ -456,8 +502,16 @@ class Semantics:
             isinstance(value, cst.Await)
             and isinstance(value.expression, cst.Call)
             and isinstance(value.expression.func, cst.Attribute)
-            and value.expression.func.attr.value == "connect"
-            and self.is_async_engine(value.expression.func.value)
+            and (
+                (
+                    value.expression.func.attr.value == "connect"
+                    and self.is_async_engine(value.expression.func.value)
+                )
+                or (
+                    value.expression.func.attr.value == "connection"
+                    and self.direct_session(value.expression.func.value)
+                )
+            )
         ):
             return Binding(BindingKind.CONNECTION, name, node, value=value)
         loaded = self.loaded_from_session(value)
@@ -555,6 +609,20 @@ class Semantics:
         qualname = self.qualified_name(expr)
         return qualname is not None and self.facts.is_async_engine(qualname)
 
+    def is_event_loop(self, expr: cst.BaseExpression) -> bool:
+        """`asyncio.get_running_loop()` (or a name bound to it), `self.loop`, a parameter `loop`."""
+        if isinstance(expr, cst.Call):
+            return self.qualified_name(expr.func) in LOOP_GETTERS
+        if _is_self_attribute(expr):
+            return expr.attr.value.lstrip("_") in LOOP_NAMES
+        if isinstance(expr, cst.Name):
+            binding = self.lookup(expr.value)
+            if binding is not None and isinstance(binding.value, cst.Call):
+                return self.qualified_name(binding.value.func) in LOOP_GETTERS
+            # A parameter or name called `loop` with no other known meaning.
+            return expr.value in LOOP_NAMES and (binding is None or binding.value is None)
+        return False
+
     def connection_binding(self, expr: cst.BaseExpression) -> Binding | None:
         """An AsyncConnection: `async with engine.connect() as conn`, `await engine.connect()`."""
         if isinstance(expr, cst.Name):
@@ -642,21 +710,39 @@ class Semantics:
         return False
 
     def session_binding(self, expr: cst.BaseExpression) -> Binding | None:
-        """The session an expression gives access to: `s`, `repo` (built around s), `self.session`."""
+        """The session an expression gives access to: `s`, `repo` (built around s),
+        `self.session`, `self.repo`."""
         if isinstance(expr, cst.Name):
             binding = self.lookup(expr.value)
             return binding.session if binding is not None else None
-        if (
-            isinstance(expr, cst.Attribute)
-            and isinstance(expr.value, cst.Name)
-            and expr.value.value == "self"
-        ):
-            function = self.function_scope()
-            # Inside a nested function or lambda, `self` is the method's.
-            while function is not None and function.enclosing_class() is None:
-                parent = function.parent
-                function = parent if parent is not None and parent.is_function else None
-            cls = function.enclosing_class() if function else None
+        if _is_self_attribute(expr):
+            cls = self._method_class()
+            if cls is not None:
+                attribute = expr.attr.value
+                return cls.session_attributes.get(attribute) or cls.wrapper_attributes.get(
+                    attribute
+                )
+        return None
+
+    def direct_session(self, expr: cst.BaseExpression, depth: int = 0) -> Binding | None:
+        """The session `expr` IS: `s`, an alias `s2 = s`, `self.session` holding the session
+        itself. Not an object built around one: `repo.get()` is the repository's method."""
+        if isinstance(expr, cst.Name):
+            binding = self.lookup(expr.value)
+            if binding is None:
+                return None
+            if binding.kind is BindingKind.SESSION:
+                return binding
+            if (
+                binding.kind is BindingKind.WRAPPER
+                and isinstance(binding.value, (cst.Name, cst.Attribute))
+                and depth < 3
+                and self.direct_session(binding.value, depth + 1) is not None
+            ):
+                return binding.wraps
+            return None
+        if _is_self_attribute(expr):
+            cls = self._method_class()
             if cls is not None:
                 return cls.session_attributes.get(expr.attr.value)
         return None
@@ -720,19 +806,23 @@ class Semantics:
         """
         if configured is not None:
             return configured
+        if session.expire_given:  # AsyncSession(engine, expire_on_commit=False), factory(...=...)
+            return session.expire_on_commit
         factory = session.factory
         if isinstance(factory, cst.Name):
             binding = self.lookup(factory.value)
             if binding is not None and binding.kind is BindingKind.FACTORY:
-                return True if binding.expire_on_commit is None else binding.expire_on_commit
+                return binding.expire_on_commit
+        if factory is not None and self.is_async_session_class(factory):
+            return True  # AsyncSession(engine) with no keyword: the default
         if factory is not None:
             qualname = self.qualified_name(factory)
             known = self.facts.factory_expires_on_commit(qualname) if qualname else None
             if known is not None:
                 return known
         local = [b for b in self.module_scope.bindings.values() if b.kind is BindingKind.FACTORY]
-        if any(b.expire_on_commit is False for b in local):
-            return False
+        if any(b.expire_on_commit is not True for b in local):
+            return False if any(b.expire_on_commit is False for b in local) else None
         from_repository = self.facts.expires_on_commit_by_default()
         if from_repository is not None:
             return from_repository
@@ -854,7 +944,8 @@ class Semantics:
 
 
 # ---------------------------------------------------------------------- helpers
-def _all_params(params: cst.Parameters) -> Iterator[cst.Param]:
+def parameters(params: cst.Parameters) -> Iterator[cst.Param]:
+    """Every parameter of a function or lambda, in order."""
     yield from params.posonly_params
     yield from params.params
     if isinstance(params.star_arg, cst.Param):
@@ -871,6 +962,14 @@ def _dotted(expr: cst.BaseExpression | cst.CSTNode | None) -> str | None:
         base = _dotted(expr.value)
         return f"{base}.{expr.attr.value}" if base is not None else None
     return None
+
+
+def _is_self_attribute(expr: cst.BaseExpression) -> TypeGuard[cst.Attribute]:
+    return (
+        isinstance(expr, cst.Attribute)
+        and isinstance(expr.value, cst.Name)
+        and expr.value.value == "self"
+    )
 
 
 def _is_none(expr: cst.BaseExpression) -> bool:
@@ -911,28 +1010,35 @@ def _factory_of(call: cst.Call) -> cst.BaseExpression | None:
     return func if isinstance(func, (cst.Name, cst.Attribute)) else None
 
 
-def _expire_keyword(call: cst.Call) -> bool | None:
+def _expire_keyword(call: cst.Call) -> tuple[bool, bool | None]:
+    """(given, value) of a call's `expire_on_commit=`: value None when it is not a literal, or
+    when `**options` may set it; not given means the default, True."""
     for arg in call.args:
         if arg.keyword is not None and arg.keyword.value == "expire_on_commit":
             if isinstance(arg.value, cst.Name) and arg.value.value in ("True", "False"):
-                return arg.value.value == "True"
-            return None
-    return None
+                return True, arg.value.value == "True"
+            return True, None
+        if arg.star == "**":
+            return True, None
+    return False, True
 
 
 _SCOPE_NODES = frozenset({cst.FunctionDef, cst.ClassDef, cst.Lambda})
+# Assignments bind when the traversal enters them, before their value is visited: rules that
+# see a statement want its binding. (A value that reads its own target, `stmt = stmt.where(...)`,
+# therefore resolves to the new binding; rules that care look at `Binding.value` chains.)
 _ENTER: dict[type[cst.CSTNode], Callable[[Semantics, Any], None]] = {
+    cst.Assign: Semantics._bind_assign,
+    cst.AnnAssign: Semantics._bind_annotated,
+    cst.NamedExpr: Semantics._bind_named_expr,
     cst.FunctionDef: Semantics._enter_function,
     cst.ClassDef: Semantics._enter_class,
     cst.Lambda: Semantics._enter_lambda,
     cst.Import: Semantics._bind_import,
     cst.ImportFrom: Semantics._bind_import,
-    cst.Assign: Semantics._enter_assign,
-    cst.AnnAssign: Semantics._bind_annotated,
     cst.With: Semantics._enter_with,
     cst.For: Semantics._enter_for,
     cst.Global: Semantics._enter_global,
     cst.TypeAlias: Semantics._enter_type_alias,
-    cst.NamedExpr: Semantics._enter_named_expr,
     cst.Call: Semantics._enter_call,
 }

@@ -24,10 +24,6 @@ TASK_SPAWNERS = frozenset(
         "asyncio.tasks.ensure_future",
     }
 )
-LOOP_GETTERS = frozenset(
-    {"asyncio.get_event_loop", "asyncio.get_running_loop", "asyncio.new_event_loop"}
-)
-LOOP_NAMES = frozenset({"loop", "event_loop"})
 
 
 class UnreferencedTask(Rule):
@@ -322,25 +318,8 @@ class UnreferencedTask(Rule):
         return (
             isinstance(func, cst.Attribute)
             and func.attr.value == "create_task"
-            and self._is_event_loop(func.value)
+            and self.semantics.is_event_loop(func.value)
         )
-
-    def _is_event_loop(self, expr: cst.BaseExpression) -> bool:
-        if isinstance(expr, cst.Call):
-            return self.semantics.qualified_name(expr.func) in LOOP_GETTERS
-        if (
-            isinstance(expr, cst.Attribute)
-            and isinstance(expr.value, cst.Name)
-            and expr.value.value == "self"
-        ):
-            return expr.attr.value.lstrip("_") in LOOP_NAMES
-        if isinstance(expr, cst.Name):
-            binding = self.semantics.lookup(expr.value)
-            if binding is not None and isinstance(binding.value, cst.Call):
-                return self.semantics.qualified_name(binding.value.func) in LOOP_GETTERS
-            # A parameter or name called `loop` with no other known meaning.
-            return expr.value in LOOP_NAMES and (binding is None or binding.value is None)
-        return False
 
     def _report(
         self,

@@ -24,6 +24,7 @@ from bot.semantics import (
     Scope,
     ScopeKind,
     Semantics,
+    parameters,
 )
 from bot.walker import iter_children, iter_descendants
 
@@ -193,7 +194,6 @@ class _Model:
         self.semantics = semantics
         self.module = module
         self._parents: dict[int, dict[int, cst.CSTNode]] = {}
-        self._self_sessions: dict[tuple[int, str], bool] = {}
         self._module_names: dict[str, list[cst.CSTNode]] | None = None
         self._defined: dict[int, frozenset[str]] = {}
 
@@ -229,72 +229,8 @@ class _Model:
         )
 
     # ---------------------------------------------------------------- sessions
-    def direct_session(self, expr: cst.BaseExpression, depth: int = 0) -> Binding | None:
-        """The AsyncSession `expr` IS (a name, an alias `s2 = s`, or `self.session` holding the
-        session itself), not an object built around one (`repo.commit()` is the repository's)."""
-        semantics = self.semantics
-        if isinstance(expr, cst.Name):
-            binding = semantics.lookup(expr.value)
-            if binding is None:
-                return None
-            if binding.kind is BindingKind.SESSION:
-                return binding
-            if (
-                binding.kind is BindingKind.WRAPPER
-                and binding.wraps is not None
-                and isinstance(binding.value, (cst.Name, cst.Attribute))
-                and binding.value is not expr
-                and depth < 3
-                and self.direct_session(binding.value, depth + 1) is not None
-            ):
-                return binding.wraps
-            return None
-        if (
-            isinstance(expr, cst.Attribute)
-            and isinstance(expr.value, cst.Name)
-            and expr.value.value == "self"
-        ):
-            held = semantics.session_binding(expr)
-            method = _method_scope(semantics)
-            cls = method.enclosing_class() if method else None
-            if held is None or cls is None or not isinstance(cls.node, cst.ClassDef):
-                return None
-            return held if self._self_holds_session(cls.node, expr.attr.value) else None
-        return None
-
-    def _self_holds_session(self, cls: cst.ClassDef, attribute: str) -> bool:
-        key = (id(cls), attribute)
-        known = self._self_sessions.get(key)
-        if known is None:
-            verdicts = [
-                self._is_session_value(method, value, node)
-                for method, value, node in _class_assignments(cls, attribute)
-                if not (isinstance(value, cst.Name) and value.value == "None")
-            ]
-            known = bool(verdicts) and all(verdicts)
-            self._self_sessions[key] = known
-        return known
-
-    def _is_session_value(
-        self, method: cst.FunctionDef | None, value: cst.BaseExpression | None, node: cst.CSTNode
-    ) -> bool:
-        semantics = self.semantics
-        if isinstance(node, cst.AnnAssign) and semantics.is_session_type(
-            node.annotation.annotation
-        ):
-            return True
-        if isinstance(value, cst.Name) and method is not None:
-            for param in _params(method):
-                if (
-                    param.name.value == value.value
-                    and param.annotation is not None
-                    and semantics.is_session_type(param.annotation.annotation)
-                ):
-                    return True
-            return _kind_in(semantics, value.value, method) is BindingKind.SESSION
-        if isinstance(value, cst.Call):
-            return semantics.call_makes(value) is BindingKind.SESSION
-        return False
+    def direct_session(self, expr: cst.BaseExpression) -> Binding | None:
+        return self.semantics.direct_session(expr)
 
     def async_connection(self, expr: cst.BaseExpression) -> Binding | None:
         """An AsyncConnection: semantics' own, or `conn = await session.connection()`."""
@@ -332,22 +268,11 @@ class _Model:
         if names is None:
             bound: set[str] = set()
             if isinstance(function, (cst.FunctionDef, cst.Lambda)):
-                bound.update(p.name.value for p in _params(function))
+                bound.update(p.name.value for p in parameters(function.params))
             if isinstance(function, cst.FunctionDef):
                 bound.update(n for n, _ in _bound_names([function.body]))
             names = self._defined[id(function)] = frozenset(bound)
         return name in names
-
-
-def _params(function: cst.FunctionDef | cst.Lambda) -> Iterator[cst.Param]:
-    params = function.params
-    yield from params.posonly_params
-    yield from params.params
-    if isinstance(params.star_arg, cst.Param):
-        yield params.star_arg
-    yield from params.kwonly_params
-    if params.star_kwarg is not None:
-        yield params.star_kwarg
 
 
 def _kind_in(semantics: Semantics, name: str, function: cst.FunctionDef) -> BindingKind | None:

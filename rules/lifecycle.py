@@ -1606,10 +1606,6 @@ TASK_SPAWNERS = frozenset(
 )
 TO_THREAD = frozenset({"asyncio.to_thread", "asyncio.threads.to_thread"})
 PARTIAL = frozenset({"functools.partial"})
-LOOP_GETTERS = frozenset(
-    {"asyncio.get_event_loop", "asyncio.get_running_loop", "asyncio.new_event_loop"}
-)
-LOOP_NAMES = frozenset({"loop", "event_loop"})
 
 # How the work outlives the request: BackgroundTasks, a task, a thread.
 AFTER_RESPONSE, TASK, THREAD = "after-response", "task", "thread"
@@ -1999,7 +1995,7 @@ class SessionOutlivesRequest(Rule):
         if qualname in TASK_SPAWNERS or (
             isinstance(func, cst.Attribute)
             and func.attr.value == "create_task"
-            and self._is_event_loop(func.value)
+            and self.semantics.is_event_loop(func.value)
         ):
             coroutine = args[0]
             if not isinstance(coroutine, cst.Call):
@@ -2036,23 +2032,6 @@ class SessionOutlivesRequest(Rule):
                 return self._is_background_tasks_type(first.value)
             return False
         return semantics.qualified_name(annotation) in BACKGROUND_TASKS
-
-    def _is_event_loop(self, expr: cst.BaseExpression) -> bool:
-        semantics = self.semantics
-        if isinstance(expr, cst.Call):
-            return semantics.qualified_name(expr.func) in LOOP_GETTERS
-        if (
-            isinstance(expr, cst.Attribute)
-            and isinstance(expr.value, cst.Name)
-            and expr.value.value == "self"
-        ):
-            return expr.attr.value.lstrip("_") in LOOP_NAMES
-        if isinstance(expr, cst.Name):
-            binding = semantics.lookup(expr.value)
-            if binding is not None and isinstance(binding.value, cst.Call):
-                return semantics.qualified_name(binding.value.func) in LOOP_GETTERS
-            return expr.value in LOOP_NAMES and (binding is None or binding.value is None)
-        return False
 
     # ---------------------------------------------------------------- what is handed over
     def _first_carried(

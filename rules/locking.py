@@ -54,21 +54,7 @@ MULTI_ROW_OPERATORS = frozenset({"in_", "any_"})
 
 # ---------------------------------------------------------------------- shared helpers
 def _session_itself(rule: Rule, expr: cst.BaseExpression) -> Binding | None:
-    """The session when `expr` IS one (a name, an alias of one, `self.session`), not an object
-    built around one: a repository's own `get()` has its own signature."""
-    semantics = rule.semantics
-    if isinstance(expr, cst.Name):
-        binding = semantics.lookup(expr.value)
-        if binding is None:
-            return None
-        if binding.kind is BindingKind.SESSION:
-            return binding
-        if binding.kind is BindingKind.WRAPPER and not isinstance(binding.value, cst.Call):
-            return binding.wraps  # s2 = s
-        return None
-    if isinstance(expr, cst.Attribute):
-        return semantics.session_binding(expr)
-    return None
+    return rule.semantics.direct_session(expr)
 
 
 def _is_sync_session(rule: Rule, expr: cst.BaseExpression) -> bool:

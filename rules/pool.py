@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import libcst as cst
 
 from bot.findings import Severity
+from bot.paths import is_alembic_env, is_test_path
 from bot.rule import FileContext, Invalid, Rule, Valid
 from bot.semantics import CREATE_ASYNC_ENGINE, Scope, ScopeKind, Semantics
 from bot.walker import iter_children, iter_descendants
@@ -25,18 +25,6 @@ STORING_CALLS = frozenset(
     {"append", "add", "extend", "insert", "setdefault", "update", "set", "put", "register"}
 )
 CACHE_DECORATORS = frozenset({"lru_cache", "cache", "alru_cache", "cached", "cached_property"})
-# Test files, as the repository index recognises them.
-TEST_PATH = re.compile(r"(?:^|/)(?:tests?|testing)/|(?:^|/)(?:test_[^/]*|[^/]*_test|conftest)\.py$")
-# Alembic's environment script: `env.py` under a migrations or alembic directory.
-ALEMBIC_ENV = re.compile(r"(?:^|/)(?:[^/]*alembic[^/]*|migrations?)/(?:[^/]+/)*env\.py$")
-
-
-def is_test_path(path: str) -> bool:
-    return bool(TEST_PATH.search(path.replace("\\", "/")))
-
-
-def is_alembic_env(path: str) -> bool:
-    return bool(ALEMBIC_ENV.search(path.replace("\\", "/").lower()))
 
 
 def is_fixture(semantics: Semantics, function: cst.FunctionDef) -> bool:

@@ -15,7 +15,7 @@ import libcst as cst
 from bot.findings import Severity
 from bot.flow import Condition, FlowNode, ForwardAnalysis, own_expressions
 from bot.rule import SESSION_TOKENS, Invalid, Rule, Valid
-from bot.semantics import BindingKind, ScopeKind, Semantics
+from bot.semantics import BindingKind, ScopeKind, Semantics, parameters
 from bot.walker import iter_children, iter_descendants
 
 SECTION = "Pattern: Post-Condition Validation"
@@ -59,16 +59,6 @@ _PATH_PARAMETER = re.compile(r"\{([A-Za-z_]\w*)(?::[^}]*)?\}")
 
 
 # ---------------------------------------------------------------------- shared helpers
-def _all_params(params: cst.Parameters) -> Iterator[cst.Param]:
-    yield from params.posonly_params
-    yield from params.params
-    if isinstance(params.star_arg, cst.Param):
-        yield params.star_arg
-    yield from params.kwonly_params
-    if params.star_kwarg is not None:
-        yield params.star_kwarg
-
-
 def _dotted(expr: cst.CSTNode) -> str | None:
     if isinstance(expr, cst.Name):
         return expr.value
@@ -831,12 +821,12 @@ class UnguardedScalarOne(Rule):
     def _request_parameter_in(
         self, endpoint: cst.FunctionDef, inputs: list[cst.BaseExpression]
     ) -> str | None:
-        parameters = self._request_parameters(endpoint)
-        if not parameters:
+        requested = self._request_parameters(endpoint)
+        if not requested:
             return None
         for expr in _followed(self.semantics, inputs, self._assignments):
             for name in _load_names(expr):
-                if name.value in parameters:
+                if name.value in requested:
                     return name.value
         return None
 
@@ -845,7 +835,7 @@ class UnguardedScalarOne(Rule):
         semantics = self.semantics
         path_names = set(_PATH_PARAMETER.findall(_route_path(endpoint)))
         found = set()
-        for param in _all_params(endpoint.params):
+        for param in parameters(endpoint.params):
             name = param.name.value
             if semantics.is_request_scoped(param) or _has_marker(semantics, param, "Security"):
                 continue

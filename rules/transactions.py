@@ -186,21 +186,7 @@ class _SessionPaths(Rule):
         )
 
     def direct_session(self, expr: cst.BaseExpression) -> Binding | None:
-        """The session `expr` is itself: `s`, an alias `s2 = s`, `self.session` (not a wrapper)."""
-        if isinstance(expr, cst.Name):
-            binding = self.semantics.lookup(expr.value)
-            if binding is None:
-                return None
-            if binding.kind is BindingKind.SESSION:
-                return binding
-            if binding.kind is BindingKind.WRAPPER and isinstance(
-                binding.value, (cst.Name, cst.Attribute)
-            ):
-                return binding.wraps
-            return None
-        if isinstance(expr, cst.Attribute):
-            return self.semantics.session_binding(expr)
-        return None
+        return self.semantics.direct_session(expr)
 
     def visit_Call(self, node: cst.Call) -> None:
         func = node.func
