@@ -182,6 +182,14 @@ def analyse_text(
     return result
 
 
+# Exact node types of statements (a set lookup; isinstance on libcst's ABCs is slow).
+STATEMENT_TYPES = frozenset(
+    value
+    for value in vars(cst).values()
+    if isinstance(value, type)
+    and issubclass(value, (cst.SimpleStatementLine, cst.BaseCompoundStatement))
+)
+
 _handler_names: dict[type[Rule], tuple[tuple[str, type[cst.CSTNode], str], ...]] = {}
 
 
@@ -229,20 +237,22 @@ def run_rules(context: FileContext, instances: Sequence[Rule]) -> list[Note]:
                 failed[type(instance)] = f"{type(error).__name__}: {error}"
 
     def enter(node: cst.CSTNode) -> None:
-        if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
+        kind = type(node)
+        if kind in STATEMENT_TYPES:
             statements.append(node)
             context.statement = node
         semantics.enter(node)
-        handlers = visits.get(type(node))
+        handlers = visits.get(kind)
         if handlers:
             call(handlers, node)
 
     def leave(node: cst.CSTNode) -> None:
-        handlers = leaves.get(type(node))
+        kind = type(node)
+        handlers = leaves.get(kind)
         if handlers:
             call(handlers, node)
         semantics.leave(node)
-        if statements and statements[-1] is node:
+        if kind in STATEMENT_TYPES and statements and statements[-1] is node:
             statements.pop()
             context.statement = statements[-1] if statements else None
 

@@ -89,16 +89,34 @@ def walk(
 ) -> None:
     """Depth-first traversal calling `on_enter` before and `on_leave` after each node's children.
 
-    Iterative, so deeply nested expressions cannot hit the recursion limit.
+    Iterative, so deeply nested expressions cannot hit the recursion limit; a marker object on
+    the stack stands for "leave the node below it".
     """
-    stack: list[tuple[cst.CSTNode, bool]] = [(root, False)]
+    leave_marker = _LEAVE
+    node_types = _NODE_TYPES
+    sequences = _SEQUENCES
+    stack: list[object] = [root]
+    pop = stack.pop
+    push = stack.append
     while stack:
-        node, leaving = stack.pop()
-        if leaving:
-            on_leave(node)
+        item = pop()
+        if item is leave_marker:
+            on_leave(pop())  # type: ignore[arg-type]
             continue
+        node: cst.CSTNode = item  # type: ignore[assignment]
         on_enter(node)
-        stack.append((node, True))
-        children = [(child, False) for child in iter_children(node)]
+        push(node)
+        push(leave_marker)
+        children: list[cst.CSTNode] = []
+        for name in child_fields(type(node)):
+            value = getattr(node, name, None)
+            kind = type(value)
+            if kind in node_types:
+                children.append(value)  # type: ignore[arg-type]
+            elif kind in sequences:
+                children.extend(item for item in value if type(item) in node_types)  # type: ignore[union-attr]
         children.reverse()
         stack.extend(children)
+
+
+_LEAVE = object()
