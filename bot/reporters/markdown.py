@@ -1,14 +1,25 @@
 """A Markdown report for people: the GitHub job summary, a PR comment body, a file to read.
 
 Layout: heading, one summary line, the verdict against `fail-on`, a table of all findings, then
-one block per finding (`render_finding`, reused by the review poster) and the skipped files.
+one block per finding (its location as a heading over the review comment body that
+`bot.comments.render_comment` writes, so the report says what the review would) and the skipped
+files.
+
+The comments quote the skill file of the repository in the current directory: the `skill`
+setting of the config file found from there, else the first skill file found under the config
+file's directory (or the current directory). Pass `skill=` to choose instead. Fixes are shown
+by their description only: the report does not read the checked files, which `--fix` may have
+rewritten since the findings were made.
 """
 
 from __future__ import annotations
 
-import re
+import enum
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
 
+from bot.comments import code_span, escape_text, render_comment
 from bot.findings import Finding, Note, Report
 from bot.reporters._common import (
     failing_count,
@@ -18,9 +29,29 @@ from bot.reporters._common import (
     summary_sentence,
 )
 from bot.ruleinfo import RuleInfo
+from bot.skill import Skill, load_skill
+
+__all__ = [
+    "DISCOVER",
+    "TITLE",
+    "code_span",
+    "escape_cell",
+    "escape_text",
+    "render",
+    "render_finding",
+    "table",
+    "verdict",
+]
 
 TITLE = "## asyncguard report"
-_BACKTICKS = re.compile(r"`+")
+
+
+class _Discover(enum.Enum):
+    TOKEN = "discover"
+
+
+# The default of `render(skill=...)`: look for the skill from the current directory.
+DISCOVER = _Discover.TOKEN
 
 
 def render(
@@ -30,15 +61,18 @@ def render(
     color: bool = False,
     fail_on: str = "error",
     tool_version: str = "",
+    skill: Skill | Literal[_Discover.TOKEN] | None = DISCOVER,
 ) -> str:
     # A second-level heading: job summaries stack the output of several steps under the
     # workflow's own title, so a top-level heading would outrank it.
     parts = [TITLE, summary_sentence(report), verdict(report, fail_on)]
     if report.findings:
+        if skill is DISCOVER:
+            skill = discover_skill(Path.cwd(), rules)
         parts.append(table(report.findings))
         parts.append("### Findings")
         parts.extend(
-            render_finding(finding, rules.get(finding.code)) for finding in report.findings
+            render_finding(finding, rules.get(finding.code), skill) for finding in report.findings
         )
     else:
         parts.append("No findings.")
@@ -47,6 +81,26 @@ def render(
     if tool_version:
         parts.append(f"<sub>asyncguard {escape_text(tool_version)}</sub>")
     return "\n\n".join(parts) + "\n"
+
+
+def discover_skill(start: Path, rules: Mapping[str, RuleInfo]) -> Skill | None:
+    """The skill for the repository at `start`: the config's `skill` setting, else discovery
+    under the config file's directory (or `start`). Never raises."""
+    from bot.config import ConfigError, find_config_file, load_config
+
+    infos = list(rules.values())
+    sections = {info.section for info in infos if info.section}
+    try:
+        config = load_config(start, infos)
+        root, configured = config.root, config.skill
+    except (ConfigError, OSError, ValueError):
+        # A config that does not validate against these rules still says where the root is.
+        try:
+            found = find_config_file(start)
+        except (ConfigError, OSError, ValueError):
+            found = None
+        root, configured = (found.parent if found is not None else start), None
+    return load_skill(root, configured, sections=sections)
 
 
 def verdict(report: Report, fail_on: str) -> str:
@@ -72,37 +126,11 @@ def table(findings: list[Finding]) -> str:
     return "\n".join(rows)
 
 
-def render_finding(finding: Finding, rule: RuleInfo | None) -> str:
-    """One finding as a self-contained Markdown block (heading, location, message, related
-    lines, fix). `rule` is None for a code the catalogue does not know."""
-    lines = [
-        f"#### {finding.code} {finding.name} · {finding.severity.value}",
-        "",
-        f"{code_span(_location(finding))}: {_block_text(finding.message)}",
-    ]
-    if finding.related:
-        lines.append("")
-        for related in finding.related:
-            where = code_span(f"{finding.path}:{related.span.start_line}:{related.span.start_col}")
-            lines.append(f"- {where}: {_item_text(related.message)}")
-    if finding.fix is not None:
-        lines += [
-            "",
-            f"**Fix** ({finding.fix.safety.value}): {_block_text(finding.fix.description)}",
-        ]
-    guideline = finding.section or (rule.section if rule is not None else "")
-    if guideline:
-        lines += ["", f"Guideline: *{escape_text(guideline)}*"]
-    return "\n".join(lines)
-
-
-def code_span(text: str) -> str:
-    """`text` as inline code, even when it contains backticks (CommonMark: fence with a longer
-    run of backticks, pad with spaces when the text starts or ends with one)."""
-    longest = max((len(run) for run in _BACKTICKS.findall(text)), default=0)
-    fence = "`" * (longest + 1)
-    padded = f" {text} " if text.startswith("`") or text.endswith("`") else text
-    return f"{fence}{padded}{fence}"
+def render_finding(finding: Finding, rule: RuleInfo | None, skill: Skill | None = None) -> str:
+    """One finding as a self-contained Markdown block: its location as a heading, then the
+    review comment body. `rule` is None for a code the catalogue does not know."""
+    body = render_comment(finding, rule, skill, file_text=None, change=None)
+    return f"#### {code_span(_location(finding))}\n\n{body}"
 
 
 def escape_cell(text: str) -> str:
@@ -111,20 +139,8 @@ def escape_cell(text: str) -> str:
     return "<br>".join(split_lines(text.replace("|", "\\|")))
 
 
-def escape_text(text: str) -> str:
-    """Plain text that must not be read as Markdown (rule sections, version strings)."""
-    return re.sub(r"([\\`*_\[\]<>#|])", r"\\\1", text)
-
-
 def _location(finding: Finding) -> str:
     return f"{finding.path}:{finding.span.start_line}:{finding.span.start_col}"
-
-
-def _block_text(text: str) -> str:
-    # Messages are Markdown already (names in backticks, as ruff writes them); only their line
-    # breaks need care: a hard break keeps them as written instead of folding into one line.
-    # The backslash form, not two trailing spaces, which editors and linters strip.
-    return "\\\n".join(split_lines(text))
 
 
 def _item_text(text: str) -> str:
