@@ -87,7 +87,7 @@ def main() -> None:
         jobs.append(FileJob(relative, str(file), module_name_for(relative)))
     random.Random(1).shuffle(jobs)
     rules = selected_rules(Config())
-    facts = RepoFacts().merged(build_index(root))
+    facts = RepoFacts().merged(build_index(root, use_cache=False))  # no cache files left behind
     options = RuleOptions()
     analyse_jobs(jobs[:10], rules, facts, options, workers=1)  # warm-up
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -12,18 +11,9 @@ from bot.findings import Severity
 from bot.flow import FlowGraph, FlowNode
 from bot.rule import Invalid, Rule, Valid
 from bot.semantics import ScopeKind
-from bot.walker import iter_children
+from rules._shared import own_nodes, spawns_task
 
 SECTION = "Pattern: Background Tasks"
-
-TASK_SPAWNERS = frozenset(
-    {
-        "asyncio.create_task",
-        "asyncio.ensure_future",
-        "asyncio.tasks.create_task",
-        "asyncio.tasks.ensure_future",
-    }
-)
 
 
 class UnreferencedTask(Rule):
@@ -268,7 +258,7 @@ class UnreferencedTask(Rule):
         self._pending: list[tuple[cst.CSTNode, str, cst.Call, cst.CSTNode | None, str]] = []
 
     def visit_Expr(self, node: cst.Expr) -> None:
-        if isinstance(node.value, cst.Call) and self._spawns_task(node.value):
+        if isinstance(node.value, cst.Call) and spawns_task(self.semantics, node.value):
             self._report(node.value, "is discarded")
 
     def visit_Assign(self, node: cst.Assign) -> None:
@@ -297,7 +287,7 @@ class UnreferencedTask(Rule):
         if (
             not isinstance(target, cst.Name)
             or not isinstance(value, cst.Call)
-            or not self._spawns_task(value)
+            or not spawns_task(self.semantics, value)
         ):
             return
         if target.value == "_":
@@ -308,17 +298,6 @@ class UnreferencedTask(Rule):
             return
         self._pending.append(
             (scope.node, target.value, value, self.context.statement, scope.qualname)
-        )
-
-    def _spawns_task(self, call: cst.Call) -> bool:
-        qualname = self.semantics.qualified_name(call.func)
-        if qualname in TASK_SPAWNERS:
-            return True
-        func = call.func
-        return (
-            isinstance(func, cst.Attribute)
-            and func.attr.value == "create_task"
-            and self.semantics.is_event_loop(func.value)
         )
 
     def _report(
@@ -771,28 +750,17 @@ def _is_websocket_route(function: cst.FunctionDef) -> bool:
 def _guarded_by_raising_handler(function: cst.FunctionDef) -> set[int]:
     """Calls inside a `try` body whose `except` raises (the failure is turned into a response)."""
     guarded: set[int] = set()
-    for node in _own_nodes(function.body):
+    for node in own_nodes(function.body):
         if not isinstance(node, (cst.Try, cst.TryStar)):
             continue
         if not any(
             isinstance(inner, cst.Raise)
             for handler in node.handlers
-            for inner in _own_nodes(handler.body)
+            for inner in own_nodes(handler.body)
         ):
             continue
-        guarded.update(id(inner) for inner in _own_nodes(node.body) if isinstance(inner, cst.Call))
+        guarded.update(id(inner) for inner in own_nodes(node.body) if isinstance(inner, cst.Call))
     return guarded
-
-
-def _own_nodes(root: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    """Descendants of `root`, not entering nested functions, lambdas or classes."""
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        yield node
-        for child in iter_children(node):
-            if not isinstance(child, (cst.FunctionDef, cst.Lambda, cst.ClassDef)):
-                stack.append(child)
 
 
 def _work_after(graph: FlowGraph, start: FlowNode) -> bool:

@@ -12,6 +12,7 @@ from bot.findings import Severity
 from bot.rule import SESSION_TOKENS, Invalid, Rule, Valid
 from bot.semantics import Binding, BindingKind
 from bot.walker import iter_children, iter_descendants
+from rules._shared import is_none
 
 SECTION = "Pattern: Concurrent vs Sequential Queries"
 
@@ -345,42 +346,17 @@ class SharedSessionConcurrency(Rule):
         self._awaited_calls: set[int] = set()
 
     # ---------------------------------------------------------------- traversal
-    def visit_For(self, node: cst.For) -> None:
+    def _enter_loop(self, node: cst.CSTNode) -> None:
         self._loops.append(node)
 
-    def leave_For(self, node: cst.For) -> None:
+    def _leave_loop(self, node: cst.CSTNode) -> None:
         self._loops.pop()
 
-    def visit_While(self, node: cst.While) -> None:
-        self._loops.append(node)
-
-    def leave_While(self, node: cst.While) -> None:
-        self._loops.pop()
-
-    def visit_ListComp(self, node: cst.ListComp) -> None:
-        self._loops.append(node)
-
-    def leave_ListComp(self, node: cst.ListComp) -> None:
-        self._loops.pop()
-
-    def visit_SetComp(self, node: cst.SetComp) -> None:
-        self._loops.append(node)
-
-    def leave_SetComp(self, node: cst.SetComp) -> None:
-        self._loops.pop()
-
-    def visit_GeneratorExp(self, node: cst.GeneratorExp) -> None:
-        self._loops.append(node)
-
-    def leave_GeneratorExp(self, node: cst.GeneratorExp) -> None:
-        self._loops.pop()
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        # A loop around a `def` does not make the function's own body a loop.
-        self._loops.append(node)
-
-    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self._loops.pop()
+    visit_For = visit_While = visit_ListComp = visit_SetComp = visit_GeneratorExp = _enter_loop
+    leave_For = leave_While = leave_ListComp = leave_SetComp = leave_GeneratorExp = _leave_loop
+    # A `def` goes on the stack too: a loop around it does not make its own body a loop.
+    visit_FunctionDef = _enter_loop
+    leave_FunctionDef = _leave_loop
 
     def visit_Await(self, node: cst.Await) -> None:
         # `await create_task(...)` finishes the task before the next one starts.
@@ -1147,19 +1123,16 @@ class SequentialIndependentAwaits(Rule):
         if body is not None and any(step is not None for step in body.steps.values()):
             self._check_blocks(body, node.body)
 
-    def visit_For(self, node: cst.For) -> None:
-        self._loop(1)
+    def _enter_loop(self, node: cst.For | cst.While) -> None:
+        self._count_loops(1)
 
-    def leave_For(self, node: cst.For) -> None:
-        self._loop(-1)
+    def _leave_loop(self, node: cst.For | cst.While) -> None:
+        self._count_loops(-1)
 
-    def visit_While(self, node: cst.While) -> None:
-        self._loop(1)
+    visit_For = visit_While = _enter_loop
+    leave_For = leave_While = _leave_loop
 
-    def leave_While(self, node: cst.While) -> None:
-        self._loop(-1)
-
-    def _loop(self, change: int) -> None:
+    def _count_loops(self, change: int) -> None:
         body = self._bodies[-1] if self._bodies else None
         if body is not None:
             body.loops += change
@@ -1340,7 +1313,7 @@ class SequentialIndependentAwaits(Rule):
         if isinstance(annotation, cst.BinaryOperation) and isinstance(
             annotation.operator, cst.BitOr
         ):
-            sides = [s for s in (annotation.left, annotation.right) if not _is_none_name(s)]
+            sides = [s for s in (annotation.left, annotation.right) if not is_none(s)]
             return self._type_name(sides[0]) if len(sides) == 1 else None
         if isinstance(annotation, cst.Subscript):
             base = (semantics.qualified_name(annotation.value) or "").rsplit(".", 1)[-1]
@@ -1434,10 +1407,6 @@ def _is_literal(value: cst.BaseExpression | None) -> bool:
         value,
         (cst.SimpleString, cst.ConcatenatedString, cst.Integer, cst.Float, cst.FormattedString),
     ) or (isinstance(value, cst.Name) and value.value in ("None", "True", "False"))
-
-
-def _is_none_name(expr: cst.BaseExpression) -> bool:
-    return isinstance(expr, cst.Name) and expr.value == "None"
 
 
 def _conflicts(step: AwaitStep, group: Sequence[AwaitStep]) -> bool:

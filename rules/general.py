@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from bot.findings import FixSafety, Severity
-from bot.fixes import ensure_from_import, ensure_import
+from bot.fixes import ImportPlan, ensure_from_import, ensure_import
 from bot.rule import FixPlan, Invalid, Rule, Valid
 from bot.semantics import (
     ENDPOINT_METHODS,
@@ -27,6 +27,7 @@ from bot.semantics import (
     parameters,
 )
 from bot.walker import iter_children, iter_descendants
+from rules._shared import one_line, own_nodes, target_names
 
 SECTION = "Common Issues"
 
@@ -128,6 +129,9 @@ SQL_METHODS = frozenset({"execute", "scalar", "scalars", "stream"})
 # What `text()` takes for a bound parameter (SQLAlchemy's own pattern): wrapping a string with
 # one of these changes what it means, so that fix is not safe.
 BIND_PARAM = re.compile(r"(?<![:\w\\]):\w+(?!:)")
+
+# What `FixPlan.insertions` holds: (node, text, "before" | "after").
+Insertions = tuple[tuple[cst.CSTNode, str, str], ...]
 
 
 # ====================================================================== shared helpers
@@ -275,22 +279,20 @@ class _Model:
         return name in names
 
 
+class _ModelRule(Rule):
+    """A rule of this module: it asks the shared per-file `_Model` (`self._model`)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._model = _Model(self.semantics, self.context.module)
+
+
 def _kind_in(semantics: Semantics, name: str, function: cst.FunctionDef) -> BindingKind | None:
     scope = semantics.scope_of(function)
     if scope is None:
         return None
     binding = scope.bindings.get(name)
     return binding.kind if binding is not None else None
-
-
-def _target_names(target: cst.BaseExpression) -> Iterator[str]:
-    if isinstance(target, cst.Name):
-        yield target.value
-    elif isinstance(target, (cst.Tuple, cst.List)):
-        for element in target.elements:
-            yield from _target_names(element.value)
-    elif isinstance(target, cst.StarredElement):
-        yield from _target_names(target.value)
 
 
 def _bound_names(roots: Sequence[cst.CSTNode]) -> Iterator[tuple[str, cst.CSTNode]]:
@@ -305,15 +307,15 @@ def _bound_names(roots: Sequence[cst.CSTNode]) -> Iterator[tuple[str, cst.CSTNod
             continue
         if isinstance(node, cst.Assign):
             for target in node.targets:
-                for name in _target_names(target.target):
+                for name in target_names(target.target):
                     yield name, node
         elif isinstance(node, (cst.AnnAssign, cst.AugAssign, cst.For)):
-            for name in _target_names(node.target):
+            for name in target_names(node.target):
                 yield name, node
         elif isinstance(node, cst.With):
             for item in node.items:
                 if item.asname is not None:
-                    for name in _target_names(item.asname.name):
+                    for name in target_names(item.asname.name):
                         yield name, node
         elif isinstance(node, (cst.Import, cst.ImportFrom)) and not isinstance(
             node.names, cst.ImportStar
@@ -347,24 +349,15 @@ def _statement_children(node: cst.CSTNode) -> list[cst.CSTNode]:
 
 
 def _is_generator(function: cst.FunctionDef) -> bool:
-    stack: list[cst.CSTNode] = [function.body]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, cst.Yield):
-            return True
-        if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
-            continue
-        stack.extend(iter_children(node))
-    return False
+    return any(isinstance(node, cst.Yield) for node in own_nodes(function.body))
 
 
 def _call_text(module: cst.Module, call: cst.Call, limit: int = 40) -> str:
     """`s.commit()`, or `s.execute(...)` when the arguments are long."""
-    full = " ".join(module.code_for_node(call).split())
+    full = one_line(module, call)
     if len(full) <= limit:
         return full
-    func = " ".join(module.code_for_node(call.func).split())
-    return f"{func}(...)"
+    return f"{one_line(module, call.func)}(...)"
 
 
 def _string_kind(expr: cst.BaseExpression) -> str | None:
@@ -418,7 +411,7 @@ class _Pending:
     fixable: bool
 
 
-class MissingAwait(Rule):
+class MissingAwait(_ModelRule):
     CODE = "AG901"
     NAME = "missing-await"
     SEVERITY = Severity.ERROR
@@ -926,8 +919,7 @@ class MissingAwait(Rule):
     )
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._model = _Model(self.semantics, self.context.module)
+        super().__init__(*args, **kwargs)
         self._pending: list[_Pending] = []
         self._awaited_names: dict[int, frozenset[str]] = {}
         self._members: dict[int, dict[str, list[cst.CSTNode]]] = {}
@@ -1120,12 +1112,7 @@ class MissingAwait(Rule):
         if fixable is None:
             fixable = _can_await_here(self.semantics)
         if safety is not None and fixable:
-            insertions: tuple[tuple[cst.CSTNode, str, str], ...] = (
-                ((call, "(await ", "before"), (call, ")", "after"))
-                if parenthesize
-                else ((call, "await ", "before"),)
-            )
-            fix = FixPlan("Add `await`", safety, insertions=insertions)
+            fix = FixPlan("Add `await`", safety, insertions=_await_insertions(call, parenthesize))
         self.report(call, message, fix=fix, statement=statement, scope=scope)
 
     def _coroutine(self, call: cst.Call) -> str | None:
@@ -1308,6 +1295,18 @@ def _function_name(semantics: Semantics) -> str:
     return node.name.value if isinstance(node, cst.FunctionDef) else "<function>"
 
 
+def _await_insertions(call: cst.Call, parenthesize: bool) -> Insertions:
+    """`await call`, or `(await call)` where the value is used inside an expression."""
+    if parenthesize:
+        return ((call, "(await ", "before"), (call, ")", "after"))
+    return ((call, "await ", "before"),)
+
+
+def _with_import(insertions: Insertions, plan: ImportPlan) -> Insertions:
+    """The fix's insertions, plus the import it needs when that is not there yet."""
+    return insertions if plan.insertion is None else (*insertions, plan.insertion)
+
+
 def _usable_spelling(semantics: Semantics, spelling: str) -> bool:
     """The name a fix writes is not shadowed here by something that is not an import."""
     binding = semantics.lookup(spelling.split(".", 1)[0])
@@ -1315,7 +1314,7 @@ def _usable_spelling(semantics: Semantics, spelling: str) -> bool:
 
 
 # ====================================================================== AG902
-class SyncDbInAsync(Rule):
+class SyncDbInAsync(_ModelRule):
     CODE = "AG902"
     NAME = "sync-db-in-async"
     SEVERITY = Severity.ERROR
@@ -1594,10 +1593,6 @@ class SyncDbInAsync(Rule):
         ),
     )
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._model = _Model(self.semantics, self.context.module)
-
     def visit_Call(self, node: cst.Call) -> None:
         semantics = self.semantics
         if not semantics.in_async_function() or not self._model.in_body(
@@ -1628,7 +1623,7 @@ class SyncDbInAsync(Rule):
         }.get(kind or "")
         if methods is None or method not in methods:
             return
-        receiver = " ".join(module.code_for_node(func.value).split())
+        receiver = one_line(module, func.value)
         described = {
             "session": "a synchronous SQLAlchemy session",
             "connection": "a synchronous SQLAlchemy connection",
@@ -1735,7 +1730,7 @@ class SyncDbInAsync(Rule):
 
 
 # ====================================================================== AG903
-class BlockingCallInAsync(Rule):
+class BlockingCallInAsync(_ModelRule):
     CODE = "AG903"
     NAME = "blocking-call-in-async"
     SEVERITY = Severity.WARNING
@@ -2073,8 +2068,7 @@ class BlockingCallInAsync(Rule):
     )
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._model = _Model(self.semantics, self.context.module)
+        super().__init__(*args, **kwargs)
         self._attribute_origins: dict[tuple[int, str], str | None] = {}
 
     def visit_Call(self, node: cst.Call) -> None:
@@ -2203,21 +2197,16 @@ class BlockingCallInAsync(Rule):
         statement = self.context.statement
         parents = self._model.parents(statement) if statement is not None else {}
         standalone = isinstance(parents.get(id(call)), cst.Expr)
-        wrap: tuple[tuple[cst.CSTNode, str, str], ...] = (
-            ((call, "await ", "before"),)
-            if standalone
-            else ((call, "(await ", "before"), (call, ")", "after"))
-        )
         return FixPlan(
             f"Use `await {plan.spelling}(...)`",
             FixSafety.SAFE if standalone else FixSafety.UNSAFE,
             replacements=((call.func, plan.spelling),),
-            insertions=(*wrap, plan.insertion) if plan.insertion is not None else wrap,
+            insertions=_with_import(_await_insertions(call, not standalone), plan),
         )
 
 
 # ====================================================================== AG904
-class RawSqlString(Rule):
+class RawSqlString(_ModelRule):
     CODE = "AG904"
     NAME = "raw-sql-string"
     SEVERITY = Severity.ERROR
@@ -2478,10 +2467,6 @@ class RawSqlString(Rule):
         ),
     )
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._model = _Model(self.semantics, self.context.module)
-
     def visit_Call(self, node: cst.Call) -> None:
         func = node.func
         if not isinstance(func, cst.Attribute) or func.attr.value not in SQL_METHODS:
@@ -2540,7 +2525,7 @@ class RawSqlString(Rule):
         return FixPlan(
             f"Wrap the string in `{plan.spelling}(...)`",
             FixSafety.SAFE if safe else FixSafety.UNSAFE,
-            insertions=(*wrap, plan.insertion) if plan.insertion is not None else wrap,
+            insertions=_with_import(wrap, plan),
         )
 
 

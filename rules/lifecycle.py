@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import libcst as cst
@@ -11,7 +10,14 @@ from bot.findings import FixSafety, Severity
 from bot.flow import Condition, FlowNode, ForwardAnalysis
 from bot.rule import SESSION_TOKENS, FileContext, FixPlan, Invalid, Rule, Valid
 from bot.semantics import Binding, BindingKind, ScopeKind
-from bot.walker import iter_children, iter_descendants
+from bot.walker import iter_descendants
+from rules._shared import (
+    assign_targets,
+    declares_nonlocal,
+    decorator_qualnames,
+    name_occurrences,
+    spawns_task,
+)
 
 SECTION = "Pattern: AsyncSession Lifecycle"
 
@@ -296,7 +302,6 @@ IGNORE, BIND, CLOSE, IO, PLAIN, ESCAPE, MANAGED = (
     "ignore", "bind", "close", "io", "plain", "escape", "managed"
 )  # fmt: skip
 
-Occurrence = tuple[cst.Name, tuple[cst.CSTNode, ...]]
 SessionFacts = frozenset[tuple[int, str]]  # (candidate index or -1, "none"|"fresh"|"used"|"closed")
 
 
@@ -806,7 +811,7 @@ class UnclosedSession(Rule):
         name = target.value
         if self.semantics.call_makes(value) is not BindingKind.SESSION:
             return
-        if name in scope.declared_global or _declares_nonlocal(scope.node, name):
+        if name in scope.declared_global or declares_nonlocal(scope.node, name):
             return
         if self._bound_to_connection(value):
             return  # the connection's owner gives it back, not the session
@@ -856,13 +861,10 @@ class UnclosedSession(Rule):
         """A `yield` lends the session (FastAPI dependency, context manager) rather than hands it over."""
         if self.semantics.is_dependency(function):
             return True
-        for decorator in function.decorators:
-            expr = decorator.decorator
-            if isinstance(expr, cst.Call):
-                expr = expr.func
-            if self.semantics.qualified_name(expr) in CONTEXT_MANAGER_DECORATORS:
-                return True
-        return False
+        return any(
+            name in CONTEXT_MANAGER_DECORATORS
+            for name in decorator_qualnames(self.semantics, function)
+        )
 
 
 class _SessionPaths:
@@ -899,7 +901,7 @@ class _SessionPaths:
     def leaks(self) -> list[tuple[_NewSession, bool]]:
         occurrences = [
             (name, parents, self._classify(name, parents))
-            for name, parents in _occurrences(self.function.body, self.tracked)
+            for name, parents in name_occurrences(self.function.body, self.tracked)
         ]
         kinds = {kind for _, _, kind in occurrences}
         if ESCAPE in kinds or MANAGED in kinds or IO not in kinds:
@@ -1037,12 +1039,8 @@ class _SessionPaths:
 
     def _stored(self, assign: cst.Assign | cst.AnnAssign | cst.AugAssign) -> str:
         """The session is part of an assigned value: an alias is fine, anything else keeps it."""
-        if isinstance(assign, cst.Assign):
-            targets = [t.target for t in assign.targets]
-        else:
-            targets = [assign.target]
         scope = self.semantics.scope_of(self.function)
-        for target in targets:
+        for target in assign_targets(assign):
             if not isinstance(target, cst.Name) or target.value not in self.tracked:
                 return ESCAPE
             if scope is not None and target.value in scope.declared_global:
@@ -1102,19 +1100,6 @@ class _SessionPaths:
             if isinstance(flow_node.node, (cst.Return, cst.Raise, cst.Break, cst.Continue))
             and id(flow_node.node) in covered
         }
-
-
-def _occurrences(root: cst.CSTNode, names: set[str]) -> Iterator[Occurrence]:
-    """Every `Name` in `names` below `root`, with its ancestors (root first)."""
-    stack: list[tuple[cst.CSTNode, tuple[cst.CSTNode, ...]]] = [(root, ())]
-    while stack:
-        node, parents = stack.pop()
-        if isinstance(node, cst.Name) and node.value in names:
-            yield node, parents
-        chain = (*parents, node)
-        children = list(iter_children(node))
-        children.reverse()
-        stack.extend((child, chain) for child in children)
 
 
 def _is_binding_target(name: cst.Name, parent: cst.CSTNode) -> bool:
@@ -1186,13 +1171,6 @@ def _call_name(call: cst.Call) -> str | None:
 
 def _reraises(handler: cst.ExceptHandler) -> bool:
     return any(isinstance(n, cst.Raise) for n in iter_descendants(handler.body))
-
-
-def _declares_nonlocal(function: cst.FunctionDef, name: str) -> bool:
-    return any(
-        isinstance(node, cst.Nonlocal) and any(item.name.value == name for item in node.names)
-        for node in iter_descendants(function.body)
-    )
 
 
 def _closes_or_manages(function: cst.FunctionDef, name: str) -> bool:
@@ -1596,14 +1574,6 @@ BACKGROUND_TASKS = frozenset(
         "starlette.background.BackgroundTasks",
     }
 )
-TASK_SPAWNERS = frozenset(
-    {
-        "asyncio.create_task",
-        "asyncio.ensure_future",
-        "asyncio.tasks.create_task",
-        "asyncio.tasks.ensure_future",
-    }
-)
 TO_THREAD = frozenset({"asyncio.to_thread", "asyncio.threads.to_thread"})
 PARTIAL = frozenset({"functools.partial"})
 
@@ -1992,11 +1962,7 @@ class SessionOutlivesRequest(Rule):
             if self._is_background_tasks(func.value):
                 return AFTER_RESPONSE, args[1:], args[:1]
             return None
-        if qualname in TASK_SPAWNERS or (
-            isinstance(func, cst.Attribute)
-            and func.attr.value == "create_task"
-            and self.semantics.is_event_loop(func.value)
-        ):
+        if spawns_task(self.semantics, call):
             coroutine = args[0]
             if not isinstance(coroutine, cst.Call):
                 return None

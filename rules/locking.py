@@ -13,6 +13,7 @@ from bot.flow import FlowGraph, FlowNode, ForwardAnalysis
 from bot.rule import SESSION_TOKENS, FixPlan, Invalid, Rule, Valid
 from bot.semantics import Binding, BindingKind, ScopeKind
 from bot.walker import iter_descendants
+from rules._shared import dotted, one_line, positional_args, target_names
 
 SECTION = "Pattern: Avoiding Deadlocks"
 
@@ -68,23 +69,6 @@ def _names(node: cst.CSTNode) -> Iterator[str]:
     for child in iter_descendants(node):
         if isinstance(child, cst.Name):
             yield child.value
-
-
-def _target_names(target: cst.BaseExpression) -> list[str]:
-    if isinstance(target, cst.Name):
-        return [target.value]
-    if isinstance(target, (cst.Tuple, cst.List)):
-        names: list[str] = []
-        for element in target.elements:
-            names.extend(_target_names(element.value))
-        return names
-    if isinstance(target, cst.StarredElement):
-        return _target_names(target.value)
-    return []
-
-
-def _code(module: cst.Module, node: cst.CSTNode) -> str:
-    return " ".join(module.code_for_node(node).split())
 
 
 # ---------------------------------------------------------------------- AG601
@@ -487,33 +471,6 @@ class UnorderedRowLocks(Rule):
         if self._functions:
             self._push_loop(node, node.target, node.iter)
 
-    def leave_For(self, node: cst.For) -> None:
-        self._pop_loops(node)
-
-    def visit_ListComp(self, node: cst.ListComp) -> None:
-        self._push_comprehension(node)
-
-    def leave_ListComp(self, node: cst.ListComp) -> None:
-        self._pop_loops(node)
-
-    def visit_SetComp(self, node: cst.SetComp) -> None:
-        self._push_comprehension(node)
-
-    def leave_SetComp(self, node: cst.SetComp) -> None:
-        self._pop_loops(node)
-
-    def visit_DictComp(self, node: cst.DictComp) -> None:
-        self._push_comprehension(node)
-
-    def leave_DictComp(self, node: cst.DictComp) -> None:
-        self._pop_loops(node)
-
-    def visit_GeneratorExp(self, node: cst.GeneratorExp) -> None:
-        self._push_comprehension(node)
-
-    def leave_GeneratorExp(self, node: cst.GeneratorExp) -> None:
-        self._pop_loops(node)
-
     def visit_Call(self, node: cst.Call) -> None:
         scope = self.semantics.function_scope()
         if not self._functions or scope is None or scope.kind is not ScopeKind.FUNCTION:
@@ -532,7 +489,7 @@ class UnorderedRowLocks(Rule):
     ) -> None:
         function = self._functions[-1]
         origin = self._origin(iterable)
-        function.loops.append(_Loop(node, frozenset(_target_names(target)), iterable, origin))
+        function.loops.append(_Loop(node, frozenset(target_names(target)), iterable, origin))
 
     def _push_comprehension(self, node: cst.BaseComp | cst.DictComp) -> None:
         if not self._functions:
@@ -549,11 +506,15 @@ class UnorderedRowLocks(Rule):
         while loops and loops[-1].node is node:
             loops.pop()
 
+    # Comprehensions are loops too: one per `for` clause.
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _push_comprehension
+    leave_For = leave_ListComp = leave_SetComp = leave_DictComp = leave_GeneratorExp = _pop_loops
+
     # ---------------------------------------------------------------- lock sites
     def _get_lock(self, call: cst.Call, func: cst.Attribute) -> None:
         if _session_itself(self, func.value) is None and not _is_sync_session(self, func.value):
             return
-        positional = [arg for arg in call.args if arg.keyword is None and not arg.star]
+        positional = positional_args(call)
         lock = next(
             (
                 arg.value
@@ -637,8 +598,8 @@ class UnorderedRowLocks(Rule):
             _Lock(
                 len(function.locks),
                 call,
-                _code(module, model),
-                _code(module, ident),
+                one_line(module, model),
+                one_line(module, ident),
                 self._origin(ident),
                 self.context.statement,
                 self.semantics.scope.qualname,
@@ -699,7 +660,7 @@ class UnorderedRowLocks(Rule):
             if before is None or loop.origin.names & before[1]:
                 continue
             reported_loops.add(id(loop.node))
-            iterable = _code(self.context.module, loop.iterable)
+            iterable = one_line(self.context.module, loop.iterable)
             self.report(
                 lock.node,
                 f"`{lock.model}` rows are locked one by one in the caller's order of "
@@ -797,12 +758,12 @@ def _ordered_after(statement: cst.CSTNode | None, ordered: frozenset[str]) -> fr
     if isinstance(statement, cst.Assign):
         names: list[str] = []
         for target in statement.targets:
-            names.extend(_target_names(target.target))
+            names.extend(target_names(target.target))
         if _is_ordering(statement.value, ordered):
             return ordered | frozenset(names)
         return ordered - frozenset(names)
     if isinstance(statement, (cst.AnnAssign, cst.AugAssign)):
-        names = _target_names(statement.target)
+        names = list(target_names(statement.target))
         value = statement.value
         if (
             isinstance(statement, cst.AnnAssign)
@@ -812,7 +773,7 @@ def _ordered_after(statement: cst.CSTNode | None, ordered: frozenset[str]) -> fr
             return ordered | frozenset(names)
         return ordered - frozenset(names)
     if isinstance(statement, cst.For):
-        return ordered - frozenset(_target_names(statement.target))
+        return ordered - frozenset(target_names(statement.target))
     if (
         isinstance(statement, cst.Expr)
         and isinstance(statement.value, cst.Call)
@@ -922,7 +883,7 @@ def _equality_key(
     filters: list[cst.CSTNode], model: cst.BaseExpression
 ) -> cst.BaseExpression | None:
     """The value a single-row lock is keyed by: `x` in `Model.id == x` or `filter_by(id=x)`."""
-    model_text = _dotted(model)
+    model_text = dotted(model)
     for expression in filters:
         if isinstance(expression, cst.Arg):
             if expression.keyword is not None and expression.keyword.value in ("id", "pk"):
@@ -937,23 +898,12 @@ def _equality_key(
             for column, value in ((node.left, target.comparator), (target.comparator, node.left)):
                 if (
                     isinstance(column, cst.Attribute)
-                    and _dotted(column.value) == model_text
+                    and dotted(column.value) == model_text
                     and model_text is not None
                     and (column.attr.value == "id" or column.attr.value.endswith("_id"))
-                    and not (
-                        isinstance(value, cst.Attribute) and _dotted(value.value) == model_text
-                    )
+                    and not (isinstance(value, cst.Attribute) and dotted(value.value) == model_text)
                 ):
                     return value
-    return None
-
-
-def _dotted(expr: cst.CSTNode) -> str | None:
-    if isinstance(expr, cst.Name):
-        return expr.value
-    if isinstance(expr, cst.Attribute):
-        base = _dotted(expr.value)
-        return f"{base}.{expr.attr.value}" if base else None
     return None
 
 

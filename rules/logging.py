@@ -17,6 +17,7 @@ from bot.findings import FixSafety, Severity
 from bot.rule import FixPlan, Invalid, Rule, Valid
 from bot.semantics import BindingKind, Scope, ScopeKind
 from bot.walker import iter_descendants
+from rules._shared import one_line, positional_args
 
 SECTION = "Pattern: Logging Async Operations"
 
@@ -85,7 +86,7 @@ class _LoggerResolver:
         library = self._library(expr, {}, 0)
         if library is None:
             return None
-        text = " ".join(self.rule.context.module.code_for_node(expr).split())
+        text = one_line(self.rule.context.module, expr)
         return Logger(library, text if len(text) <= 40 else text[:37] + "...")
 
     def _values(self, name: str) -> list[cst.BaseExpression] | None:
@@ -143,6 +144,22 @@ class _LoggerResolver:
         return None
 
 
+class _LoggerRule(Rule):
+    """A rule that needs to know which receivers are loggers (`self._loggers`)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._loggers = _LoggerResolver(self)
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        for target in node.targets:
+            self._loggers.record(target.target, node.value)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:
+            self._loggers.record(node.target, node.value)
+
+
 def _string_literal(expr: cst.BaseExpression) -> bool:
     return isinstance(expr, (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString))
 
@@ -173,10 +190,6 @@ def _formatting(expr: cst.BaseExpression) -> str | None:
     ):
         return "`.format()`"
     return None
-
-
-def _positional(call: cst.Call) -> list[cst.Arg]:
-    return [arg for arg in call.args if arg.keyword is None and not arg.star]
 
 
 # ---------------------------------------------------------------------- AG801
@@ -217,7 +230,7 @@ class _Handler:
     scope: int  # id of the function (or module) the handler is in
 
 
-class ErrorLogWithoutTraceback(Rule):
+class ErrorLogWithoutTraceback(_LoggerRule):
     CODE = "AG801"
     NAME = "error-log-without-traceback"
     SEVERITY = Severity.WARNING
@@ -557,35 +570,20 @@ class ErrorLogWithoutTraceback(Rule):
     )
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._loggers = _LoggerResolver(self)
+        super().__init__(*args, **kwargs)
         self._handlers: list[_Handler] = []
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        for target in node.targets:
-            self._loggers.record(target.target, node.value)
-
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-        if node.value is not None:
-            self._loggers.record(node.target, node.value)
-
-    def visit_ExceptHandler(self, node: cst.ExceptHandler) -> None:
-        self._push(node)
-
-    def leave_ExceptHandler(self, node: cst.ExceptHandler) -> None:
-        self._handlers.pop()
-
-    def visit_ExceptStarHandler(self, node: cst.ExceptStarHandler) -> None:
-        self._push(node)
-
-    def leave_ExceptStarHandler(self, node: cst.ExceptStarHandler) -> None:
-        self._handlers.pop()
 
     def _push(self, node: cst.ExceptHandler | cst.ExceptStarHandler) -> None:
         name = None
         if node.name is not None and isinstance(node.name.name, cst.Name):
             name = node.name.name.value
         self._handlers.append(_Handler(node, name, self._scope_id()))
+
+    def _pop(self, node: cst.ExceptHandler | cst.ExceptStarHandler) -> None:
+        self._handlers.pop()
+
+    visit_ExceptHandler = visit_ExceptStarHandler = _push
+    leave_ExceptHandler = leave_ExceptStarHandler = _pop
 
     def _scope_id(self) -> int:
         function = self.semantics.function_scope()
@@ -646,7 +644,7 @@ class ErrorLogWithoutTraceback(Rule):
 
 
 # ---------------------------------------------------------------------- AG802
-class FormattedLogEvent(Rule):
+class FormattedLogEvent(_LoggerRule):
     CODE = "AG802"
     NAME = "formatted-log-event"
     SEVERITY = Severity.INFO
@@ -866,18 +864,6 @@ class FormattedLogEvent(Rule):
         ),
     )
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._loggers = _LoggerResolver(self)
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        for target in node.targets:
-            self._loggers.record(target.target, node.value)
-
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-        if node.value is not None:
-            self._loggers.record(node.target, node.value)
-
     def visit_Call(self, node: cst.Call) -> None:
         func = node.func
         if not isinstance(func, cst.Attribute):
@@ -913,7 +899,7 @@ class FormattedLogEvent(Rule):
     @staticmethod
     def _message(call: cst.Call, method: str) -> cst.BaseExpression | None:
         index = 1 if method in ("log", "alog") else 0
-        positional = _positional(call)
+        positional = positional_args(call)
         if len(positional) > index:
             return positional[index].value
         for arg in call.args:

@@ -11,6 +11,13 @@ from bot.paths import is_alembic_env, is_test_path
 from bot.rule import FileContext, Invalid, Rule, Valid
 from bot.semantics import CREATE_ASYNC_ENGINE, Scope, ScopeKind, Semantics
 from bot.walker import iter_children, iter_descendants
+from rules._shared import (
+    assign_targets,
+    declares_nonlocal,
+    decorator_qualnames,
+    name_occurrences,
+    own_nodes,
+)
 
 SECTION = "Pattern: Connection Pool Management"
 
@@ -29,13 +36,7 @@ CACHE_DECORATORS = frozenset({"lru_cache", "cache", "alru_cache", "cached", "cac
 
 def is_fixture(semantics: Semantics, function: cst.FunctionDef) -> bool:
     """Decorated `@pytest.fixture` / `@pytest_asyncio.fixture` (with or without arguments)."""
-    for decorator in function.decorators:
-        expr = decorator.decorator
-        if isinstance(expr, cst.Call):
-            expr = expr.func
-        if semantics.qualified_name(expr) in FIXTURES:
-            return True
-    return False
+    return any(name in FIXTURES for name in decorator_qualnames(semantics, function))
 
 
 def enclosing_functions(semantics: Semantics) -> Iterator[cst.FunctionDef]:
@@ -514,14 +515,10 @@ class EnginePerCall(Rule):
 
     def _cached(self, function: cst.FunctionDef) -> bool:
         """`@functools.lru_cache` / `@cache` (and async or cachetools variants): made once."""
-        for decorator in function.decorators:
-            expr = decorator.decorator
-            if isinstance(expr, cst.Call):
-                expr = expr.func
-            qualname = self.semantics.qualified_name(expr) or ""
-            if qualname.rsplit(".", 1)[-1] in CACHE_DECORATORS:
-                return True
-        return False
+        return any(
+            (name or "").rsplit(".", 1)[-1] in CACHE_DECORATORS
+            for name in decorator_qualnames(self.semantics, function)
+        )
 
     def _engine_fate(
         self, call: cst.Call, function: cst.FunctionDef, *, hands_out: bool
@@ -536,12 +533,7 @@ class EnginePerCall(Rule):
             return True, False
         tracked: set[str] = set()
         if isinstance(small, (cst.Assign, cst.AnnAssign)) and small.value is not None:
-            targets = (
-                [t.target for t in small.targets]
-                if isinstance(small, cst.Assign)
-                else [small.target]
-            )
-            for target in targets:
+            for target in assign_targets(small):
                 if not isinstance(target, cst.Name) or self._outlives(target.value, function):
                     return True, False
                 tracked.add(target.value)
@@ -555,10 +547,7 @@ class EnginePerCall(Rule):
         scope = self.semantics.scope_of(function)
         if scope is not None and name in scope.declared_global:
             return True
-        return any(
-            isinstance(node, cst.Nonlocal) and any(n.name.value == name for n in node.names)
-            for node in iter_descendants(function.body)
-        )
+        return declares_nonlocal(function, name)
 
     def _follow(
         self, tracked: set[str], function: cst.FunctionDef, hands_out: bool
@@ -567,7 +556,7 @@ class EnginePerCall(Rule):
         disposed = False
         for _ in range(4):
             grown = False
-            for name, parents in _occurrences(function.body, set(tracked)):
+            for name, parents in name_occurrences(function.body, set(tracked)):
                 parent = parents[-1]
                 nested = next(
                     (
@@ -607,12 +596,7 @@ class EnginePerCall(Rule):
                 )
                 if assign is None:
                     continue
-                targets = (
-                    [t.target for t in assign.targets]
-                    if isinstance(assign, cst.Assign)
-                    else [assign.target]
-                )
-                for target in targets:
+                for target in assign_targets(assign):
                     if not isinstance(target, cst.Name) or self._outlives(target.value, function):
                         return True, disposed
                     if target.value not in tracked:
@@ -889,12 +873,7 @@ def _is_main_guard(test: cst.BaseExpression) -> bool:
 def _called_at_import(statement: cst.CSTNode) -> set[str]:
     """Functions a module-level statement calls: `main()`, `asyncio.run(main())`, `anyio.run(main)`."""
     names: set[str] = set()
-    stack = [statement]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
-            continue  # defined here, run later
-        stack.extend(iter_children(node))
+    for node in own_nodes(statement):  # a definition here runs later
         if not isinstance(node, cst.Call):
             continue
         if isinstance(node.func, cst.Name):
@@ -950,17 +929,3 @@ def _path_to(root: cst.CSTNode, target: cst.CSTNode) -> list[cst.CSTNode]:
         for child in iter_children(node):
             stack.append((child, [*path, child]))
     return []
-
-
-def _occurrences(
-    root: cst.CSTNode, names: set[str]
-) -> Iterator[tuple[cst.Name, tuple[cst.CSTNode, ...]]]:
-    stack: list[tuple[cst.CSTNode, tuple[cst.CSTNode, ...]]] = [(root, ())]
-    while stack:
-        node, parents = stack.pop()
-        if isinstance(node, cst.Name) and node.value in names:
-            yield node, parents
-        chain = (*parents, node)
-        children = list(iter_children(node))
-        children.reverse()
-        stack.extend((child, chain) for child in children)

@@ -17,6 +17,7 @@ from bot.flow import Condition, FlowNode, ForwardAnalysis, own_expressions
 from bot.rule import SESSION_TOKENS, Invalid, Rule, Valid
 from bot.semantics import BindingKind, ScopeKind, Semantics, parameters
 from bot.walker import iter_children, iter_descendants
+from rules._shared import OPAQUE, dotted, is_none, one_line, own_nodes, target_names
 
 SECTION = "Pattern: Post-Condition Validation"
 
@@ -59,18 +60,9 @@ _PATH_PARAMETER = re.compile(r"\{([A-Za-z_]\w*)(?::[^}]*)?\}")
 
 
 # ---------------------------------------------------------------------- shared helpers
-def _dotted(expr: cst.CSTNode) -> str | None:
-    if isinstance(expr, cst.Name):
-        return expr.value
-    if isinstance(expr, cst.Attribute):
-        base = _dotted(expr.value)
-        return f"{base}.{expr.attr.value}" if base is not None else None
-    return None
-
-
 def _last_segment(semantics: Semantics, expr: cst.BaseExpression) -> str | None:
     """The last segment of what `expr` names: `sa.exc.NoResultFound` -> `NoResultFound`."""
-    qualname = semantics.qualified_name(expr) or _dotted(expr)
+    qualname = semantics.qualified_name(expr) or dotted(expr)
     return qualname.rsplit(".", 1)[-1] if qualname else None
 
 
@@ -126,6 +118,31 @@ class _Assignments:
         if scope is None:
             return None
         return self._by_function.get(id(scope.node), {}).get(name)
+
+
+class _AssignmentsRule(Rule):
+    """A rule that keeps every assignment of the function being traversed (`self._assignments`);
+    `_assigned` is called for each one."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._assignments = _Assignments()
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        for target in node.targets:
+            self._assigned(node, target.target, node.value)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:
+            self._assigned(node, node.target, node.value)
+
+    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
+        self._assigned(node, node.target, node.value)
+
+    def _assigned(
+        self, node: cst.CSTNode, target: cst.BaseExpression, value: cst.BaseExpression
+    ) -> None:
+        self._assignments.record(self.semantics, target, value)
 
 
 def _followed(
@@ -200,8 +217,7 @@ def _is_aggregate_column(semantics: Semantics, expr: cst.CSTNode) -> bool:
     for node in iter_descendants(expr):
         if not isinstance(node, cst.Call):
             continue
-        dotted = _dotted(node.func) or ""
-        parts = dotted.split(".")
+        parts = (dotted(node.func) or "").split(".")
         if len(parts) >= 2 and "func" in parts[:-1] and parts[-1].lower() in AGGREGATE_FUNCTIONS:
             return True
         if _callee(semantics, node) == "exists" or (
@@ -302,7 +318,7 @@ def _exception_names(handler_type: cst.BaseExpression | None) -> list[cst.BaseEx
 
 
 # ---------------------------------------------------------------------- AG701
-class UnguardedScalarOne(Rule):
+class UnguardedScalarOne(_AssignmentsRule):
     CODE = "AG701"
     NAME = "unguarded-scalar-one"
     SEVERITY = Severity.WARNING
@@ -693,21 +709,9 @@ class UnguardedScalarOne(Rule):
     )
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)
         self._guarded: set[int] = set()  # ids of nodes inside `try: ... except NoResultFound`
         self._handler_in_file: bool | None = None
-        self._assignments = _Assignments()
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        for target in node.targets:
-            self._assignments.record(self.semantics, target.target, node.value)
-
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-        if node.value is not None:
-            self._assignments.record(self.semantics, node.target, node.value)
-
-    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
-        self._assignments.record(self.semantics, node.target, node.value)
 
     # -- guards ---------------------------------------------------------------------------------
     def visit_Try(self, node: cst.Try) -> None:
@@ -793,7 +797,8 @@ class UnguardedScalarOne(Rule):
                 return
             inputs = [arg.value for arg in node.args]
             statement: cst.BaseExpression | None = None
-            alternative = f"`await {_code(self, func.value)}.get(...)` plus a None check"
+            receiver = one_line(self.context.module, func.value)
+            alternative = f"`await {receiver}.get(...)` plus a None check"
         else:
             if node.args:
                 return
@@ -857,11 +862,6 @@ class UnguardedScalarOne(Rule):
         return found
 
 
-def _code(rule: Rule, node: cst.CSTNode) -> str:
-    text = rule.context.module.code_for_node(node)
-    return " ".join(text.split())
-
-
 def _route_path(endpoint: cst.FunctionDef) -> str:
     for decorator in endpoint.decorators:
         call = decorator.decorator
@@ -905,19 +905,15 @@ def _is_scalar(semantics: Semantics, annotation: cst.BaseExpression) -> bool:
     """int, str, UUID, `int | None`, `Optional[UUID]`, `list[int]`..."""
     if isinstance(annotation, cst.BinaryOperation):
         return all(
-            _is_none(side) or _is_scalar(semantics, side)
+            is_none(side) or _is_scalar(semantics, side)
             for side in (annotation.left, annotation.right)
         )
     if isinstance(annotation, cst.Subscript):
         if semantics.qualified_name(annotation.value) not in SCALAR_TYPES:
             return False
         elements = [e.slice.value for e in annotation.slice if isinstance(e.slice, cst.Index)]
-        return all(_is_none(e) or _is_scalar(semantics, e) for e in elements)
+        return all(is_none(e) or _is_scalar(semantics, e) for e in elements)
     return semantics.qualified_name(annotation) in SCALAR_TYPES
-
-
-def _is_none(expr: cst.BaseExpression) -> bool:
-    return isinstance(expr, cst.Name) and expr.value == "None"
 
 
 # ---------------------------------------------------------------------- AG702
@@ -960,7 +956,7 @@ def _narrow(test: cst.BaseExpression, truth: bool) -> tuple[set[str], set[str]]:
     if isinstance(test, cst.Comparison) and len(test.comparisons) == 1:
         target = test.comparisons[0]
         left, right = test.left, target.comparator
-        subject = right if _is_none(left) else left if _is_none(right) else None
+        subject = right if is_none(left) else left if is_none(right) else None
         if isinstance(subject, cst.NamedExpr):
             subject = subject.target
         if isinstance(subject, cst.Name):
@@ -984,11 +980,10 @@ def _narrow(test: cst.BaseExpression, truth: bool) -> tuple[set[str], set[str]]:
 
 
 _COMPREHENSIONS = (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)
-_OPAQUE = (cst.Lambda, cst.FunctionDef, cst.ClassDef)
 _QUIET_CALL_ROOTS = frozenset({"print", "logger", "log", "logging", "structlog", "warnings"})
 
 
-class UncheckedOptionalResult(Rule):
+class UncheckedOptionalResult(_AssignmentsRule):
     CODE = "AG702"
     NAME = "unchecked-optional-result"
     SEVERITY = Severity.WARNING
@@ -1317,27 +1312,18 @@ class UncheckedOptionalResult(Rule):
     )
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)
         # Per function (id of its node): assignments that may bind None, (id(node), name) -> value.
         self._optional: dict[int, dict[tuple[int, str], cst.BaseExpression]] = {}
         # Call results dereferenced directly: id(call expression) -> call expression.
         self._direct: dict[int, dict[int, cst.BaseExpression]] = {}
-        self._assignments = _Assignments()
 
     # -- recording, during the traversal ---------------------------------------------------------
-    def visit_Assign(self, node: cst.Assign) -> None:
-        for target in node.targets:
-            self._record(node, target.target, node.value)
-            self._assignments.record(self.semantics, target.target, node.value)
-
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-        if node.value is not None:
-            self._record(node, node.target, node.value)
-            self._assignments.record(self.semantics, node.target, node.value)
-
-    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
-        self._record(node, node.target, node.value)
-        self._assignments.record(self.semantics, node.target, node.value)
+    def _assigned(
+        self, node: cst.CSTNode, target: cst.BaseExpression, value: cst.BaseExpression
+    ) -> None:
+        self._record(node, target, value)
+        super()._assigned(node, target, value)
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
         self._record_direct(node.value)
@@ -1496,12 +1482,12 @@ class UncheckedOptionalResult(Rule):
         statement = flow_node.node
         for part in own_expressions(flow_node):
             self._scan(part, frozenset(), info.derefs, direct, origin_by_bind)
-            for named in _named_exprs(part):
-                if isinstance(named.target, cst.Name):
+            for named in own_nodes(part):
+                if isinstance(named, cst.NamedExpr) and isinstance(named.target, cst.Name):
                     name = named.target.value
                     info.binds.append((name, origin_by_bind.get((id(named), name))))
-        for target in _bound_targets(statement):
-            info.binds.append((target.value, origin_by_bind.get((id(statement), target.value))))
+        for name in _bound_targets(statement):
+            info.binds.append((name, origin_by_bind.get((id(statement), name))))
         if isinstance(statement, cst.Assert):
             info.assertion = statement.test
         if isinstance(statement, cst.Expr):
@@ -1509,7 +1495,7 @@ class UncheckedOptionalResult(Rule):
             if isinstance(value, cst.Await):
                 value = value.expression
             if isinstance(value, cst.Call):
-                root = _dotted(value.func) or ""
+                root = dotted(value.func) or ""
                 quiet = root.split(".")[0] in _QUIET_CALL_ROOTS or (
                     isinstance(value.func, cst.Attribute)
                     and self.semantics.session_binding(value.func.value) is not None
@@ -1526,7 +1512,7 @@ class UncheckedOptionalResult(Rule):
         origin_by_bind: dict[tuple[int, str], int],
     ) -> None:
         """Dereferences in an expression, minus those guarded by `x and x.a`, `x.a if x else`."""
-        if isinstance(node, _OPAQUE):
+        if isinstance(node, OPAQUE):
             return
         if isinstance(node, cst.BooleanOperation):
             self._scan(node.left, safe, out, direct, origin_by_bind)
@@ -1543,10 +1529,10 @@ class UncheckedOptionalResult(Rule):
         if isinstance(node, _COMPREHENSIONS):
             # Names bound by the comprehension's `for` are other variables.
             shadowed = {
-                name.value
+                name
                 for part in iter_descendants(node)
                 if isinstance(part, cst.CompFor)
-                for name in _target_names(part.target)
+                for name in target_names(part.target)
             }
             for child in iter_children(node):
                 self._scan(child, safe | shadowed, out, direct, origin_by_bind)
@@ -1581,7 +1567,8 @@ class UncheckedOptionalResult(Rule):
         lookup = _describe_lookup(self, related[0])
         name = deref.name or deref.label
         if name is not None:
-            used = _code(self, node) if deref.name is not None else _deref_text(node, name)
+            module = self.context.module
+            used = one_line(module, node) if deref.name is not None else _deref_text(node, name)
             if len(used) > 40:
                 used = used[:37] + "..."
             message = (
@@ -1623,7 +1610,7 @@ def _short(rule: Rule, expr: cst.BaseExpression) -> str:
         return f"(await {_short(rule, expr.expression.func)}(...))"
     if isinstance(expr, cst.Call):
         return f"{_short(rule, expr.func)}({'...' if expr.args else ''})"
-    text = _code(rule, expr)
+    text = one_line(rule.context.module, expr)
     return text if len(text) <= 30 else "..."
 
 
@@ -1635,41 +1622,20 @@ def _deref_text(node: cst.CSTNode, name: str) -> str:
     return f"{name}(...)"
 
 
-def _target_names(target: cst.BaseExpression) -> Iterator[cst.Name]:
-    if isinstance(target, cst.Name):
-        yield target
-    elif isinstance(target, (cst.Tuple, cst.List)):
-        for element in target.elements:
-            yield from _target_names(element.value)
-    elif isinstance(target, cst.StarredElement):
-        yield from _target_names(target.value)
-
-
-def _bound_targets(statement: cst.CSTNode) -> Iterator[cst.Name]:
+def _bound_targets(statement: cst.CSTNode) -> Iterator[str]:
     """Names a statement (re)binds: assignment targets, `for` targets, `with ... as` names."""
     if isinstance(statement, cst.Assign):
         for target in statement.targets:
-            yield from _target_names(target.target)
+            yield from target_names(target.target)
     elif isinstance(statement, (cst.AnnAssign, cst.AugAssign)):
         if not isinstance(statement, cst.AnnAssign) or statement.value is not None:
-            yield from _target_names(statement.target)
+            yield from target_names(statement.target)
     elif isinstance(statement, cst.For):
-        yield from _target_names(statement.target)
+        yield from target_names(statement.target)
     elif isinstance(statement, cst.With):
         for item in statement.items:
             if item.asname is not None:
-                yield from _target_names(item.asname.name)
-
-
-def _named_exprs(root: cst.CSTNode) -> Iterator[cst.NamedExpr]:
-    stack: list[cst.CSTNode] = [root]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, _OPAQUE):
-            continue
-        if isinstance(node, cst.NamedExpr):
-            yield node
-        stack.extend(iter_children(node))
+                yield from target_names(item.asname.name)
 
 
 def _inside_attribute_error_try(function: cst.FunctionDef, semantics: Semantics) -> set[int]:

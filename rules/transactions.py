@@ -9,7 +9,7 @@ function ends, each rule runs a `ForwardAnalysis` over the function's control-fl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -20,6 +20,7 @@ from bot.flow import Condition, FlowGraph, FlowNode, ForwardAnalysis
 from bot.rule import SESSION_TOKENS, Invalid, Rule, Valid
 from bot.semantics import Binding, BindingKind
 from bot.walker import iter_descendants
+from rules._shared import is_none, one_line
 
 SECTION = "Pattern: Transaction Boundaries"
 
@@ -524,6 +525,32 @@ class _SessionPaths(Rule):
 
         return graph, ForwardAnalysis(graph, initial, transfer, join, refine), by_node
 
+    def replay(
+        self,
+        solved: tuple[FlowGraph, ForwardAnalysis[Facts], dict[int, list[Event]]],
+        apply: Callable[[Event, Facts], Facts],
+        at_node: Callable[[FlowNode, Facts], Facts],
+    ) -> Iterator[tuple[Event, Facts]]:
+        """Each event of each reachable flow node of a `solve` result, with the facts just
+        before it."""
+        graph, analysis, by_node = solved
+        for flow_node in graph.nodes:
+            before = analysis.facts_before(flow_node)
+            if before is None:
+                continue
+            facts = at_node(flow_node, before)
+            for event in by_node.get(flow_node.index, ()):
+                yield event, facts
+                facts = apply(event, facts)
+
+    def raised_in(
+        self, tries: dict[int, cst.Try | cst.TryStar], flow_node: FlowNode
+    ) -> frozenset[int] | None:
+        """At an `except` handler: the ids of the nodes in its `try` body (any of them may be
+        where the exception came from); None elsewhere."""
+        try_node = tries.get(id(flow_node.node)) if flow_node.kind == "except" else None
+        return None if try_node is None else self.body_ids(try_node)
+
     def handler_tries(self, function: cst.FunctionDef) -> dict[int, cst.Try | cst.TryStar]:
         """id(except handler) -> its `try` statement."""
         tries: dict[int, cst.Try | cst.TryStar] = {}
@@ -534,7 +561,7 @@ class _SessionPaths(Rule):
         return tries
 
     def code(self, node: cst.CSTNode) -> str:
-        return " ".join(self.context.module.code_for_node(node).split())
+        return one_line(self.context.module, node)
 
 
 _NO_EVENTS: frozenset[Event] = frozenset()
@@ -863,11 +890,10 @@ class CommitInsideBegin(_SessionPaths):
 
         def at_node(flow_node: FlowNode, facts: frozenset[Event]) -> frozenset[Event]:
             kept = frozenset(c for c in facts if alive(c, flow_node))
-            try_node = tries.get(id(flow_node.node)) if flow_node.kind == "except" else None
-            if try_node is not None:
+            raised = self.raised_in(tries, flow_node)
+            if raised is not None:
                 # Reaching a handler may mean the commit itself raised: it did not happen.
-                ids = self.body_ids(try_node)
-                kept = frozenset(c for c in kept if id(c.node) not in ids)
+                kept = frozenset(c for c in kept if id(c.node) not in raised)
             return kept
 
         def apply(event: Event, facts: frozenset[Event]) -> frozenset[Event]:
@@ -1216,20 +1242,12 @@ class BeginAfterAutobegin(_SessionPaths):
                 return facts
             return frozenset(op for op in facts if op.session not in checked)
 
-        graph, analysis, by_node = self.solve(
-            function, events, _NO_EVENTS, apply, _union, at_node, refine
-        )
-        for flow_node in graph.nodes:
-            before = analysis.facts_before(flow_node)
-            if before is None:
-                continue
-            facts = at_node(flow_node, before)
-            for event in by_node.get(flow_node.index, ()):
-                if event.kind == "begin" and event.method == "begin":
-                    earlier = [op for op in facts if op.session is event.session]
-                    if earlier:
-                        self._report(event, _first(earlier))
-                facts = apply(event, facts)
+        solved = self.solve(function, events, _NO_EVENTS, apply, _union, at_node, refine)
+        for event, facts in self.replay(solved, apply, at_node):
+            if event.kind == "begin" and event.method == "begin":
+                earlier = [op for op in facts if op.session is event.session]
+                if earlier:
+                    self._report(event, _first(earlier))
 
     def _report(self, begin: Event, op: Event) -> None:
         assert isinstance(begin.node, cst.Call)
@@ -1612,11 +1630,11 @@ class ExpiredAttributeAfterCommit(_SessionPaths):
         empty: ExpiryFacts = (frozenset(), frozenset(), frozenset())
 
         def at_node(flow_node: FlowNode, facts: ExpiryFacts) -> ExpiryFacts:
-            try_node = tries.get(id(flow_node.node)) if flow_node.kind == "except" else None
-            if try_node is None:
+            raised = self.raised_in(tries, flow_node)
+            if raised is None:
                 return facts
-            ids = self.body_ids(try_node)  # the commit may have raised: it did not happen
-            return facts[0], frozenset(x for x in facts[1] if id(x[1].node) not in ids), facts[2]
+            # The commit may have raised: it did not happen.
+            return facts[0], frozenset(x for x in facts[1] if id(x[1].node) not in raised), facts[2]
 
         def apply(event: Event, facts: ExpiryFacts) -> ExpiryFacts:
             live, expired, assigned = facts
@@ -1641,26 +1659,16 @@ class ExpiredAttributeAfterCommit(_SessionPaths):
                 return live, expired, assigned | {(instance, event.attr)}
             return facts
 
-        graph, analysis, by_node = self.solve(function, events, empty, apply, _join_expiry, at_node)
+        solved = self.solve(function, events, empty, apply, _join_expiry, at_node)
         reported: set[tuple[Binding, Event]] = set()
-        for flow_node in graph.nodes:
-            before = analysis.facts_before(flow_node)
-            if before is None:
-                continue
-            facts = at_node(flow_node, before)
-            for event in by_node.get(flow_node.index, ()):
-                instance = event.instance
-                if event.kind in ("read", "return") and instance is not None:
-                    commits = sorted((c for b, c in facts[1] if b is instance), key=lambda e: e.seq)
-                    fresh = event.kind == "read" and (instance, event.attr) in facts[2]
-                    if (
-                        commits
-                        and not fresh
-                        and not any((instance, c) in reported for c in commits)
-                    ):
-                        reported.update((instance, c) for c in commits)
-                        self._report(event, instance, commits)
-                facts = apply(event, facts)
+        for event, facts in self.replay(solved, apply, at_node):
+            instance = event.instance
+            if event.kind in ("read", "return") and instance is not None:
+                commits = sorted((c for b, c in facts[1] if b is instance), key=lambda e: e.seq)
+                fresh = event.kind == "read" and (instance, event.attr) in facts[2]
+                if commits and not fresh and not any((instance, c) in reported for c in commits):
+                    reported.update((instance, c) for c in commits)
+                    self._report(event, instance, commits)
 
     def _report(self, event: Event, instance: Binding, commits: list[Event]) -> None:
         commit = commits[0]
@@ -2046,10 +2054,6 @@ def _returns_value(function: cst.FunctionDef) -> bool:
     return any(
         isinstance(node, (cst.Return, cst.Yield))
         and isinstance(node.value, cst.BaseExpression)
-        and not _is_none(node.value)
+        and not is_none(node.value)
         for node in iter_descendants(function.body)
     )
-
-
-def _is_none(expr: cst.BaseExpression) -> bool:
-    return isinstance(expr, cst.Name) and expr.value == "None"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import PlainRepo, bytes_paths, only
 
 from bot.changeset import (
     ChangeSet,
@@ -22,62 +21,11 @@ from bot.changeset import (
 )
 
 TWENTY = "".join(f"l{number}\n" for number in range(1, 21))
-bytes_paths = pytest.mark.skipif(
-    sys.platform in ("darwin", "win32"), reason="needs a file system that takes any bytes as names"
-)
-
-
-class Repo:
-    """A throwaway git repository, isolated from the machine's and the user's git config."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.mkdir()
-        self.git("init", "-q")
-
-    def git(self, *args: str) -> bytes:
-        command = [
-            "git",
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.com",
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-            *args,
-        ]
-        done = subprocess.run(command, cwd=self.path, capture_output=True, check=True)
-        return done.stdout
-
-    def write(self, name: str | bytes, content: str | bytes) -> None:
-        path = self.path / os.fsdecode(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content.encode() if isinstance(content, str) else content)
-
-    def commit(self) -> None:
-        self.git("add", "-A")
-        self.git("commit", "-q", "--allow-empty", "-m", "change")
-
-    def diff(self, *args: str) -> bytes:
-        """The diff of the last commit."""
-        return self.git("diff", *args, "HEAD~1", "HEAD")
 
 
 @pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-    return Repo(tmp_path / "repo")
-
-
-def only(changeset: ChangeSet) -> FileChange:
-    assert len(changeset) == 1, changeset.files
-    return changeset.files[0]
+def repo(plain_repo: PlainRepo) -> PlainRepo:
+    return plain_repo
 
 
 def diff_error(data: bytes | str) -> str:
@@ -91,11 +39,10 @@ def diff_error(data: bytes | str) -> str:
 # --- modified, added, deleted --------------------------------------------------------------------
 
 
-def test_modified_file_added_lines_and_hunks(repo: Repo) -> None:
-    repo.write("app.py", TWENTY)
-    repo.commit()
-    repo.write("app.py", TWENTY.replace("l5\n", "L5\n").replace("l15\n", "l15\nn1\nn2\n"))
-    repo.commit()
+def test_modified_file_added_lines_and_hunks(repo: PlainRepo) -> None:
+    repo.commit_edit(
+        "app.py", TWENTY, TWENTY.replace("l5\n", "L5\n").replace("l15\n", "l15\nn1\nn2\n")
+    )
 
     change = only(parse_unified_diff(repo.diff()))
 
@@ -108,7 +55,7 @@ def test_modified_file_added_lines_and_hunks(repo: Repo) -> None:
     assert change.in_hunk(2) and change.in_hunk(20) and not change.in_hunk(9)
 
 
-def test_added_and_deleted_files_use_dev_null(repo: Repo) -> None:
+def test_added_and_deleted_files_use_dev_null(repo: PlainRepo) -> None:
     repo.write("gone.py", "a\nb\n")
     repo.commit()
     (repo.path / "gone.py").unlink()
@@ -125,7 +72,7 @@ def test_added_and_deleted_files_use_dev_null(repo: Repo) -> None:
     )
 
 
-def test_empty_added_file_has_no_hunks(repo: Repo) -> None:
+def test_empty_added_file_has_no_hunks(repo: PlainRepo) -> None:
     repo.commit()
     repo.write("__init__.py", "")
     repo.commit()
@@ -133,22 +80,16 @@ def test_empty_added_file_has_no_hunks(repo: Repo) -> None:
     assert only(parse_unified_diff(repo.diff())) == FileChange("__init__.py", FileStatus.ADDED)
 
 
-def test_bytes_and_str_input_agree(repo: Repo) -> None:
-    repo.write("app.py", TWENTY)
-    repo.commit()
-    repo.write("app.py", TWENTY.replace("l9\n", "nine\n"))
-    repo.commit()
+def test_bytes_and_str_input_agree(repo: PlainRepo) -> None:
+    repo.commit_edit("app.py", TWENTY, TWENTY.replace("l9\n", "nine\n"))
 
     data = repo.diff()
 
     assert parse_unified_diff(data) == parse_unified_diff(data.decode())
 
 
-def test_pure_deletion_hunk_without_context_is_dropped(repo: Repo) -> None:
-    repo.write("app.py", TWENTY)
-    repo.commit()
-    repo.write("app.py", TWENTY.replace("l3\n", "").replace("l10\n", "ten\n"))
-    repo.commit()
+def test_pure_deletion_hunk_without_context_is_dropped(repo: PlainRepo) -> None:
+    repo.commit_edit("app.py", TWENTY, TWENTY.replace("l3\n", "").replace("l10\n", "ten\n"))
 
     change = only(parse_unified_diff(repo.diff("-U0")))
 
@@ -157,11 +98,10 @@ def test_pure_deletion_hunk_without_context_is_dropped(repo: Repo) -> None:
     assert change.added_lines == frozenset({9})
 
 
-def test_content_that_looks_like_headers(repo: Repo) -> None:
-    repo.write("notes.txt", "-- dashes\nkeep\n")
-    repo.commit()
-    repo.write("notes.txt", "++ plus\nkeep\n@@ -1 +1 @@\ndiff --git a/x b/x\n")
-    repo.commit()
+def test_content_that_looks_like_headers(repo: PlainRepo) -> None:
+    repo.commit_edit(
+        "notes.txt", "-- dashes\nkeep\n", "++ plus\nkeep\n@@ -1 +1 @@\ndiff --git a/x b/x\n"
+    )
 
     data = repo.diff()
     change = only(parse_unified_diff(data))
@@ -171,11 +111,8 @@ def test_content_that_looks_like_headers(repo: Repo) -> None:
     assert change.hunks == (Hunk(1, 4),)
 
 
-def test_blank_context_lines_written_empty(repo: Repo) -> None:
-    repo.write("app.py", "a\n\nb\n")
-    repo.commit()
-    repo.write("app.py", "a\n\nb\nc\n")
-    repo.commit()
+def test_blank_context_lines_written_empty(repo: PlainRepo) -> None:
+    repo.commit_edit("app.py", "a\n\nb\n", "a\n\nb\nc\n")
 
     change = only(parse_unified_diff(repo.diff("--no-prefix").replace(b"\n \n", b"\n\n")))
 
@@ -186,7 +123,7 @@ def test_blank_context_lines_written_empty(repo: Repo) -> None:
 # --- no newline at end of file -------------------------------------------------------------------
 
 
-def test_no_newline_markers(repo: Repo) -> None:
+def test_no_newline_markers(repo: PlainRepo) -> None:
     repo.write("grow.py", "a\nb")
     repo.write("shrink.py", "a\nb\n")
     repo.write("after.py", "1\n")
@@ -214,11 +151,8 @@ def test_no_newline_markers(repo: Repo) -> None:
 # --- line endings and encodings ------------------------------------------------------------------
 
 
-def test_content_lines_ending_in_cr(repo: Repo) -> None:
-    repo.write("win.py", "a\r\nb\r\n")
-    repo.commit()
-    repo.write("win.py", "a\r\nnew\r\nb\r\n")
-    repo.commit()
+def test_content_lines_ending_in_cr(repo: PlainRepo) -> None:
+    repo.commit_edit("win.py", "a\r\nb\r\n", "a\r\nnew\r\nb\r\n")
 
     data = repo.diff()
     change = only(parse_unified_diff(data))
@@ -229,7 +163,7 @@ def test_content_lines_ending_in_cr(repo: Repo) -> None:
     )
 
 
-def test_whole_diff_in_crlf(repo: Repo) -> None:
+def test_whole_diff_in_crlf(repo: PlainRepo) -> None:
     repo.write("app.py", TWENTY)
     repo.write("old.py", TWENTY)
     repo.write("tool.sh", "echo\n")
@@ -255,11 +189,8 @@ def test_whole_diff_in_crlf(repo: Repo) -> None:
     ]
 
 
-def test_non_utf8_content(repo: Repo) -> None:
-    repo.write("latin.py", b"a = 'caf\xe9'\n")
-    repo.commit()
-    repo.write("latin.py", b"a = 'caf\xe9'\nb = '\xff\xfe'\n")
-    repo.commit()
+def test_non_utf8_content(repo: PlainRepo) -> None:
+    repo.commit_edit("latin.py", b"a = 'caf\xe9'\n", b"a = 'caf\xe9'\nb = '\xff\xfe'\n")
 
     data = repo.diff()
     change = only(parse_unified_diff(data))
@@ -270,7 +201,7 @@ def test_non_utf8_content(repo: Repo) -> None:
 
 
 @bytes_paths
-def test_non_utf8_path_names_the_file_on_disk(repo: Repo) -> None:
+def test_non_utf8_path_names_the_file_on_disk(repo: PlainRepo) -> None:
     name = b"caf\xe9.py"
     repo.commit()
     repo.write(name, "x\n")
@@ -283,11 +214,8 @@ def test_non_utf8_path_names_the_file_on_disk(repo: Repo) -> None:
     assert (repo.path / change.path).read_text() == "x\n"
 
 
-def test_utf8_bom_is_ignored(repo: Repo) -> None:
-    repo.write("app.py", "a\n")
-    repo.commit()
-    repo.write("app.py", "a\nb\n")
-    repo.commit()
+def test_utf8_bom_is_ignored(repo: PlainRepo) -> None:
+    repo.commit_edit("app.py", "a\n", "a\nb\n")
 
     assert parse_unified_diff(b"\xef\xbb\xbf" + repo.diff()) == parse_unified_diff(repo.diff())
 
@@ -308,7 +236,7 @@ SPECIAL_NAMES = [
 
 @pytest.mark.parametrize("quotepath", ["true", "false"])
 @pytest.mark.parametrize("prefix", ["--src-prefix=a/", "--no-prefix", "--src-prefix=i/"])
-def test_special_paths(repo: Repo, quotepath: str, prefix: str) -> None:
+def test_special_paths(repo: PlainRepo, quotepath: str, prefix: str) -> None:
     for name in SPECIAL_NAMES:
         repo.write(name, "one\n")
     repo.commit()
@@ -327,7 +255,7 @@ def test_special_paths(repo: Repo, quotepath: str, prefix: str) -> None:
         assert change.hunks == (Hunk(1, 2),)
 
 
-def test_git_quoting_is_decoded(repo: Repo) -> None:
+def test_git_quoting_is_decoded(repo: PlainRepo) -> None:
     repo.commit()
     repo.write('sp\u00e4ce "q".py', "x\n")
     repo.commit()
@@ -339,7 +267,7 @@ def test_git_quoting_is_decoded(repo: Repo) -> None:
 
 
 @pytest.mark.parametrize("prefix", ["--src-prefix=a/", "--no-prefix"])
-def test_added_deleted_and_binary_files_with_spaces(repo: Repo, prefix: str) -> None:
+def test_added_deleted_and_binary_files_with_spaces(repo: PlainRepo, prefix: str) -> None:
     repo.write("old one.py", "x\n")
     repo.write("img one.bin", b"\0\1")
     repo.commit()
@@ -361,7 +289,7 @@ def test_added_deleted_and_binary_files_with_spaces(repo: Repo, prefix: str) -> 
 
 
 @pytest.mark.parametrize("prefix", ["--src-prefix=a/", "--no-prefix"])
-def test_pure_rename(repo: Repo, prefix: str) -> None:
+def test_pure_rename(repo: PlainRepo, prefix: str) -> None:
     repo.write("pkg/old name.py", TWENTY)
     repo.commit()
     repo.git("mv", "pkg/old name.py", "pkg/n\u00e9w.py")
@@ -375,7 +303,7 @@ def test_pure_rename(repo: Repo, prefix: str) -> None:
 
 
 @pytest.mark.parametrize("prefix", ["--src-prefix=a/", "--no-prefix"])
-def test_rename_with_edits(repo: Repo, prefix: str) -> None:
+def test_rename_with_edits(repo: PlainRepo, prefix: str) -> None:
     repo.write("old.py", TWENTY)
     repo.commit()
     (repo.path / "old.py").unlink()
@@ -395,7 +323,7 @@ def test_rename_with_edits(repo: Repo, prefix: str) -> None:
     )
 
 
-def test_copy_is_an_added_file(repo: Repo) -> None:
+def test_copy_is_an_added_file(repo: PlainRepo) -> None:
     repo.write("base.py", TWENTY)
     repo.commit()
     repo.write("copy.py", TWENTY.replace("l20\n", "twenty\n"))
@@ -414,7 +342,7 @@ def test_copy_is_an_added_file(repo: Repo) -> None:
 
 
 @pytest.mark.parametrize("binary_patch", [False, True])
-def test_binary_files(repo: Repo, binary_patch: bool) -> None:
+def test_binary_files(repo: PlainRepo, binary_patch: bool) -> None:
     repo.write("logo.png", b"\x89PNG\0\0\1")
     repo.write("old.bin", b"\0old")
     repo.commit()
@@ -437,7 +365,7 @@ def test_binary_files(repo: Repo, binary_patch: bool) -> None:
     ]
 
 
-def test_mode_only_change(repo: Repo) -> None:
+def test_mode_only_change(repo: PlainRepo) -> None:
     repo.write("run.sh", "echo\n")
     repo.write("edit.sh", "echo\n")
     repo.commit()
@@ -459,11 +387,8 @@ def test_mode_only_change(repo: Repo) -> None:
 # --- other producers -----------------------------------------------------------------------------
 
 
-def test_format_patch_output(repo: Repo) -> None:
-    repo.write("app.py", TWENTY)
-    repo.commit()
-    repo.write("app.py", TWENTY + "l21\n")
-    repo.commit()
+def test_format_patch_output(repo: PlainRepo) -> None:
+    repo.commit_edit("app.py", TWENTY, TWENTY + "l21\n")
 
     data = repo.git("format-patch", "-1", "--stdout")
     change = only(parse_unified_diff(data))
@@ -518,7 +443,7 @@ def test_not_a_diff(data: str | bytes) -> None:
     assert diff_error(data) == "input is not a unified diff"
 
 
-def two_file_diff(repo: Repo) -> str:
+def two_file_diff(repo: PlainRepo) -> str:
     repo.write("a.py", "1\n2\n3\n")
     repo.write("b.py", "1\n")
     repo.commit()
@@ -528,7 +453,7 @@ def two_file_diff(repo: Repo) -> str:
     return repo.diff().decode()
 
 
-def test_hunk_shorter_than_its_header_before_next_file(repo: Repo) -> None:
+def test_hunk_shorter_than_its_header_before_next_file(repo: PlainRepo) -> None:
     data = two_file_diff(repo)
     assert data.splitlines()[4] == "@@ -1,3 +1,4 @@"
 
@@ -539,7 +464,7 @@ def test_hunk_shorter_than_its_header_before_next_file(repo: Repo) -> None:
     )
 
 
-def test_hunk_shorter_than_its_header_at_end(repo: Repo) -> None:
+def test_hunk_shorter_than_its_header_at_end(repo: PlainRepo) -> None:
     data = two_file_diff(repo)
     hunk_line = data.splitlines().index("@@ -1 +1,2 @@") + 1
 
@@ -551,7 +476,7 @@ def test_hunk_shorter_than_its_header_at_end(repo: Repo) -> None:
 
 
 @pytest.mark.parametrize("last_file", [False, True])
-def test_hunk_longer_than_its_header(repo: Repo, last_file: bool) -> None:
+def test_hunk_longer_than_its_header(repo: PlainRepo, last_file: bool) -> None:
     data = two_file_diff(repo)
     header = "@@ -1 +1,2 @@" if last_file else "@@ -1,3 +1,4 @@"
     hunk_line = data.splitlines().index(header) + 1
@@ -564,29 +489,38 @@ def test_hunk_longer_than_its_header(repo: Repo, last_file: bool) -> None:
     )
 
 
-def test_hunk_with_too_many_added_lines(repo: Repo) -> None:
-    data = two_file_diff(repo).replace("+new\n", "+new\n+more\n+and more\n")
-
-    message = diff_error(data)
-
-    assert message == (
-        "malformed diff: hunk at line 5 of the diff has more removed or added lines "
-        "than its header says"
-    )
-
-
-def test_line_that_is_no_hunk_line(repo: Repo) -> None:
-    data = two_file_diff(repo).replace("\n 3\n", "\nthree\n")
-
-    message = diff_error(data)
-
-    assert message == "malformed diff: line 9 of the diff is not a line of the hunk at line 5"
-
-
-def test_broken_hunk_header(repo: Repo) -> None:
-    data = two_file_diff(repo).replace("@@ -1,3 +1,4 @@", "@@ -1,3 +1,4")
-
-    assert diff_error(data) == "malformed diff: line 5 of the diff is not a valid hunk header"
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        pytest.param(
+            "+new\n",
+            "+new\n+more\n+and more\n",
+            "malformed diff: hunk at line 5 of the diff has more removed or added lines "
+            "than its header says",
+            id="too-many-added-lines",
+        ),
+        pytest.param(
+            "\n 3\n",
+            "\nthree\n",
+            "malformed diff: line 9 of the diff is not a line of the hunk at line 5",
+            id="line-that-is-no-hunk-line",
+        ),
+        pytest.param(
+            "@@ -1,3 +1,4 @@",
+            "@@ -1,3 +1,4",
+            "malformed diff: line 5 of the diff is not a valid hunk header",
+            id="broken-hunk-header",
+        ),
+        pytest.param(
+            "--- a/b.py\n",
+            "",
+            "malformed diff at line 12: a +++ line without a --- line before it",
+            id="plus-line-without-minus-line",
+        ),
+    ],
+)
+def test_broken_two_file_diff(repo: PlainRepo, old: str, new: str, expected: str) -> None:
+    assert diff_error(two_file_diff(repo).replace(old, new)) == expected
 
 
 def test_marker_outside_a_hunk() -> None:
@@ -597,15 +531,7 @@ def test_marker_outside_a_hunk() -> None:
     )
 
 
-def test_plus_line_without_minus_line(repo: Repo) -> None:
-    data = two_file_diff(repo).replace("--- a/b.py\n", "")
-
-    message = diff_error(data)
-
-    assert message == "malformed diff at line 12: a +++ line without a --- line before it"
-
-
-def test_mutated_diffs_raise_only_diff_error(repo: Repo) -> None:
+def test_mutated_diffs_raise_only_diff_error(repo: PlainRepo) -> None:
     repo.write("app.py", TWENTY)
     repo.write("my file.py", "a\nb")
     repo.write("img.bin", b"\0\1")

@@ -18,11 +18,14 @@ from typing import Any
 
 import pytest
 from conftest import (
+    JSON_FINDING_KEYS,
     CliResult,
     GitRepo,
     Triple,
+    db_py,
     findings_of,
     run_cli,
+    write_app,
 )
 
 from bot import __version__
@@ -30,17 +33,7 @@ from bot.registry import rule_infos
 
 # --- the pull-request repository ---------------------------------------------------------------
 
-DB = """
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-
-engine = create_async_engine("sqlite+aiosqlite://")
-async_session = async_sessionmaker(engine)
-
-
-async def get_session():
-    async with async_session() as session:
-        yield session
-"""
+DB = db_py(typed=False, session_dep=False)
 
 MODELS = """
 class User:
@@ -186,15 +179,18 @@ def build_pull_request(repo: GitRepo, diff_path: Path) -> PullRequest:
     AG101) alone. users.py also holds two old AG501: one on a context line of the hunk, one far
     from it; app/jobs.py one far from its hunk.
     """
-    repo.write("app/__init__.py", "")
-    repo.write("app/db.py", DB)
-    repo.write("app/models.py", MODELS)
-    repo.write("app/routers/__init__.py", "")
-    repo.write("app/routers/users.py", USERS_BASE)
-    repo.write("app/jobs.py", JOBS_BASE)
-    repo.write("app/legacy.py", LEGACY)
-    repo.write("app/obsolete.py", OBSOLETE)
-    repo.write("app/untouched.py", UNTOUCHED)
+    write_app(
+        repo,
+        {
+            "app/db.py": DB,
+            "app/models.py": MODELS,
+            "app/routers/users.py": USERS_BASE,
+            "app/jobs.py": JOBS_BASE,
+            "app/legacy.py": LEGACY,
+            "app/obsolete.py": OBSOLETE,
+            "app/untouched.py": UNTOUCHED,
+        },
+    )
     base = repo.commit("base")
     repo.git("checkout", "-q", "-b", "feature")
     repo.write("app/cache.py", CACHE)
@@ -224,46 +220,26 @@ def pr_copy(pr: PullRequest, tmp_path: Path) -> PullRequest:
 
 
 # The expected findings, by line content (the line numbers are computed, then compared exactly).
-def cache_session(pr: PullRequest) -> Triple:
-    return ("AG101", "app/cache.py", pr.line("app/cache.py", "cache_session = async_session()"))
+def expected_at(code: str, path: str, needle: str) -> Callable[[PullRequest], Triple]:
+    """The finding `code` on the line of `path` that holds `needle`, in a given pull request."""
+
+    def at(pr: PullRequest) -> Triple:
+        return (code, path, pr.line(path, needle))
+
+    return at
 
 
-def new_gather(pr: PullRequest) -> Triple:
-    return ("AG201", "app/routers/users.py", pr.line("app/routers/users.py", "asyncio.gather("))
-
-
-def new_task(pr: PullRequest) -> Triple:
-    path = "app/routers/users.py"
-    return ("AG501", path, pr.line(path, 'asyncio.create_task(audit("stats"))'))
-
-
-def renamed_edit(pr: PullRequest) -> Triple:
-    path = "app/tasks/nightly.py"
-    return ("AG501", path, pr.line(path, "asyncio.ensure_future(step_1())"))
-
-
-def old_context_task(pr: PullRequest) -> Triple:
-    path = "app/routers/users.py"
-    return ("AG501", path, pr.line(path, 'asyncio.ensure_future(audit("users"))'))
-
-
-def old_far_task(pr: PullRequest) -> Triple:
-    path = "app/routers/users.py"
-    return ("AG501", path, pr.line(path, 'asyncio.create_task(audit("ping"))'))
-
-
-def old_renamed_task(pr: PullRequest) -> Triple:
-    path = "app/tasks/nightly.py"
-    return ("AG501", path, pr.line(path, "asyncio.create_task(step_0())"))
-
-
-def old_pure_rename(pr: PullRequest) -> Triple:
-    path = "app/legacy_tasks.py"
-    return ("AG501", path, pr.line(path, "asyncio.create_task(warm_up())"))
-
-
-def untouched(pr: PullRequest) -> Triple:
-    return ("AG101", "app/untouched.py", pr.line("app/untouched.py", "shared_session = "))
+USERS_PATH = "app/routers/users.py"
+NIGHTLY_PATH = "app/tasks/nightly.py"
+cache_session = expected_at("AG101", "app/cache.py", "cache_session = async_session()")
+new_gather = expected_at("AG201", USERS_PATH, "asyncio.gather(")
+new_task = expected_at("AG501", USERS_PATH, 'asyncio.create_task(audit("stats"))')
+renamed_edit = expected_at("AG501", NIGHTLY_PATH, "asyncio.ensure_future(step_1())")
+old_context_task = expected_at("AG501", USERS_PATH, 'asyncio.ensure_future(audit("users"))')
+old_far_task = expected_at("AG501", USERS_PATH, 'asyncio.create_task(audit("ping"))')
+old_renamed_task = expected_at("AG501", NIGHTLY_PATH, "asyncio.create_task(step_0())")
+old_pure_rename = expected_at("AG501", "app/legacy_tasks.py", "asyncio.create_task(warm_up())")
+untouched = expected_at("AG101", "app/untouched.py", "shared_session = ")
 
 
 def added_set(pr: PullRequest) -> set[Triple]:
@@ -401,21 +377,7 @@ def test_json_structure(pr: PullRequest) -> None:
     }
     by_code = {(f["code"], f["path"]): f for f in document["findings"]}
     gather = by_code[("AG201", "app/routers/users.py")]
-    assert list(gather) == [
-        "code",
-        "name",
-        "severity",
-        "path",
-        "start_line",
-        "start_col",
-        "end_line",
-        "end_col",
-        "message",
-        "section",
-        "fingerprint",
-        "related",
-        "fix",
-    ]
+    assert list(gather) == JSON_FINDING_KEYS
     assert gather["name"] == "shared-session-concurrency"
     assert gather["severity"] == "error"
     assert (gather["start_line"], gather["end_line"]) == (38, 41)
@@ -672,11 +634,9 @@ def test_per_file_ignores(make_repo: Callable[..., GitRepo]) -> None:
     repo.write("app/go.py", task)
     repo.write(".asyncguard.toml", '[per-file-ignores]\n"tests/**" = ["AG501"]\n')
     repo.commit("pr")
-    (repo.path.parent / "pr.diff").write_bytes(repo.diff(base, "HEAD"))
+    diff_path = repo.write_diff(base)
     result = run_cli(
-        ["check", "--diff", str(repo.path.parent / "pr.diff"), "--format", "json"],
-        repo.path,
-        env=repo.env,
+        ["check", "--diff", str(diff_path), "--format", "json"], repo.path, env=repo.env
     )
     assert result.triples() == {("AG501", "app/go.py", 5)}, result
 
@@ -719,9 +679,7 @@ async def count_fresh(table: str) -> int:
 def caused(tmp_path_factory: pytest.TempPathFactory, git_home: Path) -> PullRequest:
     where = tmp_path_factory.mktemp("caused")
     repo = GitRepo(where / "repo", git_home)
-    repo.write("app/__init__.py", "")
-    repo.write("app/models.py", MODELS)
-    repo.write("app/stats.py", CAUSED_BASE)
+    write_app(repo, {"app/models.py": MODELS, "app/stats.py": CAUSED_BASE})
     base = repo.commit("base")
     text = repo.read("app/stats.py")
     # The closure now uses the session too: the gather line itself is unchanged.
@@ -845,8 +803,7 @@ def test_suppressions(make_repo: Callable[..., GitRepo]) -> None:
     base = repo.commit("base")
     repo.write("app/handlers.py", SUPPRESSED)
     repo.commit("pr")
-    diff_path = repo.path.parent / "pr.diff"
-    diff_path.write_bytes(repo.diff(base, "HEAD"))
+    diff_path = repo.write_diff(base)
     result = run_cli(
         ["check", "--diff", str(diff_path), "--format", "json"], repo.path, env=repo.env
     )
@@ -893,10 +850,7 @@ async def job() -> None:
 def branch_repo(tmp_path_factory: pytest.TempPathFactory, git_home: Path) -> GitRepo:
     """main: A, C; feature (from A): B, plus uncommitted edits and an untracked file."""
     repo = GitRepo(tmp_path_factory.mktemp("branch") / "repo", git_home)
-    repo.write("app/__init__.py", "")
-    repo.write("app/db.py", DB)
-    repo.write("app/service.py", SERVICE)
-    repo.write("app/api.py", API)
+    write_app(repo, {"app/db.py": DB, "app/service.py": SERVICE, "app/api.py": API})
     repo.commit("A")
     repo.git("checkout", "-q", "-b", "feature")
     repo.write(

@@ -627,8 +627,7 @@ def test_lone_carriage_return_does_not_shift_lines(make_repo: Callable[..., GitR
         b"async def go() -> None:\n    asyncio.create_task(go())\n",
     )
     repo.commit("pr")
-    diff_path = repo.path.parent / "pr.diff"
-    diff_path.write_bytes(repo.diff(base, "HEAD"))
+    diff_path = repo.write_diff(base)
     assert repo.line_of("app/cr.py", "asyncio.create_task(go())") == 6  # as git counts
     result = check(repo, "--diff", str(diff_path), "--format", "json")
     assert result.triples() == {("AG501", "app/cr.py", 6)}

@@ -9,27 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from conftest import GitRepo, Triple, run_cli
-
-DB = """
-from collections.abc import AsyncIterator
-from typing import Annotated
-
-from fastapi import Depends
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-
-engine = create_async_engine("sqlite+aiosqlite://")
-async_session = async_sessionmaker(engine, expire_on_commit=False)
-
-
-async def get_session() -> AsyncIterator[AsyncSession]:
-    async with async_session() as session:
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
-"""
+from conftest import GitRepo, Triple, check_json, db_py, run_cli
 
 NOTIFICATIONS = """
 import asyncio
@@ -104,29 +84,15 @@ async def farewell(email: str) -> None:
 USERS_PATH = "app/routers/users.py"
 
 
-def _write_app(repo: GitRepo) -> None:
-    for package in ("app", "app/routers"):
-        repo.write(f"{package}/__init__.py", "")
-    repo.write("app/db.py", DB)
-    repo.write("app/notifications.py", NOTIFICATIONS)
-    repo.write(USERS_PATH, USERS)
+APP = {
+    "app/db.py": db_py(expire_on_commit=False),
+    "app/notifications.py": NOTIFICATIONS,
+    USERS_PATH: USERS,
+}
 
 
 def _run(repo: GitRepo, *args: str) -> set[Triple]:
-    result = run_cli(
-        ["check", "--format", "json", "--select", "AG5", *args], repo.path, env=repo.env
-    )
-    assert result.returncode in (0, 1), result
-    assert not [n for n in result.notes() if n.get("kind") == "internal-error"], result
-    return result.triples()
-
-
-@pytest.fixture(scope="module")
-def app_repo(tmp_path_factory: pytest.TempPathFactory, git_home: Path) -> GitRepo:
-    repo = GitRepo(tmp_path_factory.mktemp("background") / "repo", git_home)
-    _write_app(repo)
-    repo.commit("app")
-    return repo
+    return check_json(repo, "--select", "AG5", *args).triples()
 
 
 def _expected(repo: GitRepo) -> dict[str, Triple]:

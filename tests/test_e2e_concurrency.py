@@ -8,29 +8,8 @@ module-level HTTP clients; the routers import both. Whether a helper opens its o
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
-import pytest
-from conftest import GitRepo, Triple, run_cli
-
-DB = """
-from collections.abc import AsyncIterator
-from typing import Annotated
-
-from fastapi import Depends
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-
-engine = create_async_engine("sqlite+aiosqlite://")
-async_session = async_sessionmaker(engine)
-
-
-async def get_session() -> AsyncIterator[AsyncSession]:
-    async with async_session() as session:
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
-"""
+from conftest import DB_PY, GitRepo, Triple, check_json, run_cli, write_app
 
 MODELS = """
 class User:
@@ -129,30 +108,16 @@ async def live(websocket: WebSocket) -> None:
 DASHBOARD_PATH = "app/routers/dashboard.py"
 
 
-def _write_app(repo: GitRepo) -> None:
-    for package in ("app", "app/routers"):
-        repo.write(f"{package}/__init__.py", "")
-    repo.write("app/db.py", DB)
-    repo.write("app/models.py", MODELS)
-    repo.write("app/clients.py", CLIENTS)
-    repo.write(DASHBOARD_PATH, DASHBOARD)
+APP = {
+    "app/db.py": DB_PY,
+    "app/models.py": MODELS,
+    "app/clients.py": CLIENTS,
+    DASHBOARD_PATH: DASHBOARD,
+}
 
 
 def _run(repo: GitRepo, *args: str) -> set[Triple]:
-    result = run_cli(
-        ["check", "--format", "json", "--select", "AG2", *args], repo.path, env=repo.env
-    )
-    assert result.returncode in (0, 1), result
-    assert not [n for n in result.notes() if n.get("kind") == "internal-error"], result
-    return result.triples()
-
-
-@pytest.fixture(scope="module")
-def app_repo(tmp_path_factory: pytest.TempPathFactory, git_home: Path) -> GitRepo:
-    repo = GitRepo(tmp_path_factory.mktemp("concurrency") / "repo", git_home)
-    _write_app(repo)
-    repo.commit("app")
-    return repo
+    return check_json(repo, "--select", "AG2", *args).triples()
 
 
 def _expected(repo: GitRepo) -> dict[str, Triple]:
@@ -195,7 +160,7 @@ def test_ag202_message_and_related_lines(app_repo: GitRepo) -> None:
 def test_pull_request_adding_the_second_call(make_repo: Callable[..., GitRepo]) -> None:
     """The first await is old and the second new: the related line keeps the finding."""
     repo = make_repo()
-    _write_app(repo)
+    write_app(repo, APP)
     path = "app/routers/weather.py"
     repo.write(
         path,
@@ -222,8 +187,7 @@ def test_pull_request_adding_the_second_call(make_repo: Callable[..., GitRepo]) 
     )
     repo.write(path, text, dedent=False)
     repo.commit("add headlines")
-    diff_path = repo.path.parent / "pr.diff"
-    diff_path.write_bytes(repo.diff(base, "HEAD"))
+    diff_path = repo.write_diff(base)
     result = run_cli(
         ["check", "--diff", str(diff_path), "--format", "json", "--select", "AG2"],
         repo.path,

@@ -9,25 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from conftest import GitRepo, Triple, run_cli
+from conftest import GitRepo, Triple, check_json, db_py, run_cli
 
 CONFIG = """
 blocking-calls = ["app.storage.S3Storage.*"]
-"""
-
-DB = """
-from collections.abc import AsyncIterator
-
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-
-engine = create_async_engine("sqlite+aiosqlite://")
-async_session = async_sessionmaker(engine, expire_on_commit=False)
-
-
-async def get_session() -> AsyncIterator[AsyncSession]:
-    async with async_session() as session:
-        yield session
 """
 
 MODELS = """
@@ -154,32 +139,18 @@ USERS_PATH = "app/routers/users.py"
 JOBS_PATH = "app/jobs.py"
 
 
-def _write_app(repo: GitRepo) -> None:
-    for package in ("app", "app/routers"):
-        repo.write(f"{package}/__init__.py", "")
-    repo.write(".asyncguard.toml", CONFIG)
-    repo.write("app/db.py", DB)
-    repo.write("app/models.py", MODELS)
-    repo.write("app/storage.py", STORAGE)
-    repo.write(USERS_PATH, USERS)
-    repo.write(JOBS_PATH, JOBS)
+APP = {
+    ".asyncguard.toml": CONFIG,
+    "app/db.py": db_py(expire_on_commit=False, session_dep=False),
+    "app/models.py": MODELS,
+    "app/storage.py": STORAGE,
+    USERS_PATH: USERS,
+    JOBS_PATH: JOBS,
+}
 
 
 def _run(repo: GitRepo, *args: str) -> set[Triple]:
-    result = run_cli(
-        ["check", "--format", "json", "--select", "AG9", *args], repo.path, env=repo.env
-    )
-    assert result.returncode in (0, 1), result
-    assert not [n for n in result.notes() if n.get("kind") == "internal-error"], result
-    return result.triples()
-
-
-@pytest.fixture(scope="module")
-def app_repo(tmp_path_factory: pytest.TempPathFactory, git_home: Path) -> GitRepo:
-    repo = GitRepo(tmp_path_factory.mktemp("general") / "repo", git_home)
-    _write_app(repo)
-    repo.commit("app")
-    return repo
+    return check_json(repo, "--select", "AG9", *args).triples()
 
 
 def _expected(repo: GitRepo) -> dict[str, Triple]:

@@ -11,19 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from conftest import GitRepo, Triple, run_cli
+from conftest import GitRepo, check_json, db_py, findings_of, run_cli, write_app
 
-DB = """
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-
-engine = create_async_engine("sqlite+aiosqlite://")
-async_session = async_sessionmaker(engine)
-
-
-async def get_session():
-    async with async_session() as session:
-        yield session
-"""
+DB = db_py(typed=False, session_dep=False)
 
 DEPS = """
 from app.db import async_session
@@ -119,29 +109,25 @@ async def sync_all(db: AsyncSession) -> None:
 USERS_PATH = "app/routers/users.py"
 
 
+APP = {
+    "app/db.py": DB,
+    "app/deps.py": DEPS,
+    "app/models.py": MODELS,
+    "app/cache.py": CACHE,
+    USERS_PATH: USERS,
+}
+
+
 def build(repo: GitRepo) -> GitRepo:
-    repo.write("app/__init__.py", "")
-    repo.write("app/db.py", DB)
-    repo.write("app/deps.py", DEPS)
-    repo.write("app/models.py", MODELS)
-    repo.write("app/cache.py", CACHE)
-    repo.write("app/routers/__init__.py", "")
-    repo.write(USERS_PATH, USERS)
+    write_app(repo, APP)
     repo.commit("app")
     return repo
 
 
 def check(repo: GitRepo, *args: str) -> dict[str, Any]:
-    result = run_cli(
-        ["check", *args, "--format", "json", "--select", "AG1"], repo.path, env=repo.env
-    )
-    assert result.returncode in (0, 1), result
+    result = check_json(repo, *args, "--select", "AG1")
     assert result.notes() == [], result
     return result.json()
-
-
-def triples(document: dict[str, Any]) -> set[Triple]:
-    return {(f["code"], f["path"], f["start_line"]) for f in document["findings"]}
 
 
 def by_line(document: dict[str, Any], path: str, line: int) -> dict[str, Any]:
@@ -156,7 +142,7 @@ def test_every_lifecycle_rule_on_the_whole_repository(
     repo = build(make_repo())
     document = check(repo, "app")
     line = repo.line_of
-    assert triples(document) == {
+    assert findings_of(document) == {
         ("AG101", "app/cache.py", line("app/cache.py", "cache_session = async_session()")),
         ("AG102", "app/deps.py", line("app/deps.py", "return async_session()")),
         ("AG102", USERS_PATH, line(USERS_PATH, "session = async_session()")),
@@ -190,7 +176,7 @@ def test_without_the_index_only_what_the_file_itself_shows_is_reported(
     # injected sessions are annotated AsyncSession, which is enough for AG104.
     repo = build(make_repo())
     document = check(repo, "app", "--no-index")
-    assert triples(document) == {
+    assert findings_of(document) == {
         ("AG104", USERS_PATH, repo.line_of(USERS_PATH, "add_task(send_welcome, user)")),
         ("AG104", USERS_PATH, repo.line_of(USERS_PATH, "asyncio.create_task(sync_all(db))")),
     }
@@ -214,25 +200,20 @@ def test_a_pull_request_is_reviewed_on_its_added_lines_and_fixed(
     make_repo: Callable[..., GitRepo],
 ) -> None:
     repo = make_repo()
-    repo.write("app/__init__.py", "")
-    repo.write("app/db.py", DB)
-    repo.write("app/models.py", MODELS)
-    repo.write("app/routers/__init__.py", "")
     old_part = USERS.split("@router.post", 1)[0]
     old_part = old_part.replace("from app.deps import get_db\n", "")
-    repo.write(USERS_PATH, old_part)
+    write_app(repo, {"app/db.py": DB, "app/models.py": MODELS, USERS_PATH: old_part})
     base = repo.commit("base")
     repo.git("checkout", "-q", "-b", "feature")
     repo.write("app/deps.py", DEPS)
     repo.write(USERS_PATH, USERS)
     repo.commit("endpoints")
-    diff_path = repo.path.parent / "lifecycle.diff"
-    diff_path.write_bytes(repo.diff(base, "HEAD"))
+    diff_path = repo.write_diff(base, name="lifecycle.diff")
 
     # count_users (an old AG102) is not part of the change; everything the change adds is.
     document = check(repo, "--diff", str(diff_path))
     line = repo.line_of
-    assert triples(document) == {
+    assert findings_of(document) == {
         ("AG102", "app/deps.py", line("app/deps.py", "return async_session()")),
         ("AG103", USERS_PATH, line(USERS_PATH, "with async_session() as session:", 2)),
         ("AG104", USERS_PATH, line(USERS_PATH, "background_tasks.add_task(send_welcome, user)")),

@@ -10,27 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-from conftest import GitRepo, Triple, run_cli
+from conftest import GitRepo, Triple, check_json, db_py, run_cli, write_app
 
-DB = """
-from collections.abc import AsyncIterator
-from typing import Annotated
-
-from fastapi import Depends
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-
-engine = create_async_engine("postgresql+asyncpg://localhost/bank")
-async_session = async_sessionmaker(engine, expire_on_commit=False)
-
-
-async def get_session() -> AsyncIterator[AsyncSession]:
-    async with async_session() as session:
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
-"""
+DB = db_py("postgresql+asyncpg://localhost/bank", expire_on_commit=False)
 
 MODELS = """
 class Account:
@@ -128,30 +110,16 @@ TRANSFERS_PATH = "app/routers/transfers.py"
 HOLDS_PATH = "app/services/holds.py"
 
 
-def _write_app(repo: GitRepo) -> None:
-    for package in ("app", "app/routers", "app/services"):
-        repo.write(f"{package}/__init__.py", "")
-    repo.write("app/db.py", DB)
-    repo.write("app/models.py", MODELS)
-    repo.write(TRANSFERS_PATH, TRANSFERS)
-    repo.write(HOLDS_PATH, HOLDS)
+APP = {
+    "app/db.py": DB,
+    "app/models.py": MODELS,
+    TRANSFERS_PATH: TRANSFERS,
+    HOLDS_PATH: HOLDS,
+}
 
 
 def _run(repo: GitRepo, *args: str) -> set[Triple]:
-    result = run_cli(
-        ["check", "--format", "json", "--select", "AG6", *args], repo.path, env=repo.env
-    )
-    assert result.returncode in (0, 1), result
-    assert not [n for n in result.notes() if n.get("kind") == "internal-error"], result
-    return result.triples()
-
-
-@pytest.fixture(scope="module")
-def app_repo(tmp_path_factory: pytest.TempPathFactory, git_home: Path) -> GitRepo:
-    repo = GitRepo(tmp_path_factory.mktemp("locking") / "repo", git_home)
-    _write_app(repo)
-    repo.commit("app")
-    return repo
+    return check_json(repo, "--select", "AG6", *args).triples()
 
 
 def _expected(repo: GitRepo) -> dict[str, Triple]:
@@ -198,7 +166,7 @@ def test_fix_renames_the_misspelt_keyword_only(app_repo: GitRepo, tmp_path: Path
 def test_pull_request_adding_the_second_lock(make_repo: Callable[..., GitRepo]) -> None:
     """Only the second lock is new: the finding sits on it, its related line is the old lock."""
     repo = make_repo()
-    _write_app(repo)
+    write_app(repo, APP)
     repo.write(
         "app/routers/refunds.py",
         """
@@ -229,8 +197,7 @@ def test_pull_request_adding_the_second_lock(make_repo: Callable[..., GitRepo]) 
     )
     repo.write(path, text, dedent=False)
     repo.commit("credit the customer")
-    diff_path = repo.path.parent / "pr.diff"
-    diff_path.write_bytes(repo.diff(base, "HEAD"))
+    diff_path = repo.write_diff(base)
     result = run_cli(
         ["check", "--diff", str(diff_path), "--format", "json", "--select", "AG6"],
         repo.path,

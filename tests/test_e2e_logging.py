@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import GitRepo, Triple, run_cli
+from conftest import GitRepo, Triple, run_cli, write_app
 
 DB = """
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
@@ -89,13 +89,9 @@ USERS_PATH = "app/routers/users.py"
 @pytest.fixture
 def repo(make_repo: Callable[..., GitRepo]) -> GitRepo:
     repo = make_repo()
-    repo.write("app/__init__.py", "")
-    repo.write("app/db.py", DB)
-    repo.write("app/logs.py", LOGS)
-    repo.write("app/services/__init__.py", "")
-    repo.write(BILLING_PATH, BILLING)
-    repo.write("app/routers/__init__.py", "")
-    repo.write(USERS_PATH, USERS)
+    write_app(
+        repo, {"app/db.py": DB, "app/logs.py": LOGS, BILLING_PATH: BILLING, USERS_PATH: USERS}
+    )
     repo.commit("base")
     return repo
 

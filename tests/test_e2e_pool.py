@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from conftest import GitRepo, Triple, run_cli
+from conftest import GitRepo, check_json, findings_of, write_app
 
 DB = """
 from functools import lru_cache
@@ -169,31 +169,27 @@ async def make_schema() -> None:
 REPORTS_PATH = "app/routers/reports.py"
 
 
+APP = {
+    "app/db.py": DB,
+    "app/main.py": MAIN,
+    REPORTS_PATH: REPORTS,
+    "app/worker.py": WORKER,
+    "scripts/seed.py": SEED,
+    "migrations/env.py": ALEMBIC_ENV,
+    "tests/conftest.py": CONFTEST,
+}
+
+
 def build(repo: GitRepo) -> str:
     """The base commit; returns its id."""
-    repo.write("app/__init__.py", "")
-    repo.write("app/db.py", DB)
-    repo.write("app/main.py", MAIN)
-    repo.write("app/routers/__init__.py", "")
-    repo.write(REPORTS_PATH, REPORTS)
-    repo.write("app/worker.py", WORKER)
-    repo.write("scripts/seed.py", SEED)
-    repo.write("migrations/env.py", ALEMBIC_ENV)
-    repo.write("tests/conftest.py", CONFTEST)
+    write_app(repo, APP)
     return repo.commit("base")
 
 
 def check(repo: GitRepo, *args: str) -> dict[str, Any]:
-    result = run_cli(
-        ["check", *args, "--format", "json", "--select", "AG4"], repo.path, env=repo.env
-    )
-    assert result.returncode in (0, 1), result
+    result = check_json(repo, *args, "--select", "AG4")
     assert result.notes() == [], result
     return result.json()
-
-
-def triples(document: dict[str, Any]) -> set[Triple]:
-    return {(f["code"], f["path"], f["start_line"]) for f in document["findings"]}
 
 
 def test_pool_rules_on_the_whole_repository(make_repo: Callable[..., GitRepo]) -> None:
@@ -213,14 +209,14 @@ def test_pool_rules_on_the_whole_repository(make_repo: Callable[..., GitRepo]) -
             line("app/worker.py", "poolclass=sqlalchemy.pool.NullPool"),
         ),
     }
-    assert triples(document) == expected
+    assert findings_of(document) == expected
     severities = {(f["code"], f["path"]): f["severity"] for f in document["findings"]}
     assert severities[("AG401", REPORTS_PATH)] == "error"
     assert severities[("AG402", "app/db.py")] == "info"
     per_call = next(f for f in document["findings"] if f["path"] == REPORTS_PATH)
     assert "`make_engine(...)` in `count`" in per_call["message"]
     # Nothing here needs facts from other files: without the index the result is the same.
-    assert triples(check(repo, ".", "--no-index")) == expected
+    assert findings_of(check(repo, ".", "--no-index")) == expected
 
 
 def test_a_pull_request_adding_an_engine_per_request(make_repo: Callable[..., GitRepo]) -> None:
@@ -229,9 +225,8 @@ def test_a_pull_request_adding_an_engine_per_request(make_repo: Callable[..., Gi
     repo.git("checkout", "-q", "-b", "feature")
     repo.write(REPORTS_PATH, repo.read(REPORTS_PATH) + REPORTS_ADDED)
     repo.commit("count endpoint")
-    diff_path = repo.path.parent / "pool.diff"
-    diff_path.write_bytes(repo.diff(base, "HEAD"))
+    diff_path = repo.write_diff(base, name="pool.diff")
     document = check(repo, "--diff", str(diff_path))
-    assert triples(document) == {
+    assert findings_of(document) == {
         ("AG401", REPORTS_PATH, repo.line_of(REPORTS_PATH, "engine = make_engine(DATABASE_URL)"))
     }

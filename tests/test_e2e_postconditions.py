@@ -10,25 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import GitRepo, Triple, run_cli
-
-DB = """
-from typing import Annotated
-
-from fastapi import Depends
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-
-engine = create_async_engine("sqlite+aiosqlite://")
-async_session = async_sessionmaker(engine)
-
-
-async def get_session():
-    async with async_session() as session:
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
-"""
+from conftest import GitRepo, Triple, db_py, run_cli, write_app
 
 MODELS = """
 class User:
@@ -135,14 +117,15 @@ SERVICES_PATH = "app/services.py"
 
 
 def _build(repo: GitRepo, *, with_handler: bool = False) -> GitRepo:
-    repo.write("app/__init__.py", "")
-    repo.write("app/db.py", DB)
-    repo.write("app/models.py", MODELS)
-    repo.write("app/routers/__init__.py", "")
-    repo.write(USERS_PATH, USERS)
-    repo.write(SERVICES_PATH, SERVICES)
+    files = {
+        "app/db.py": db_py(typed=False),
+        "app/models.py": MODELS,
+        USERS_PATH: USERS,
+        SERVICES_PATH: SERVICES,
+    }
     if with_handler:
-        repo.write("app/main.py", MAIN)
+        files["app/main.py"] = MAIN
+    write_app(repo, files)
     repo.commit("base")
     repo.git("checkout", "-q", "-b", "feature")
     repo.write(USERS_PATH, repo.read(USERS_PATH) + USERS_ADDED)

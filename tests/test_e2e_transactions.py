@@ -10,27 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-from conftest import GitRepo, Triple, run_cli
-
-DB = """
-from collections.abc import AsyncIterator
-from typing import Annotated
-
-from fastapi import Depends
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-
-engine = create_async_engine("sqlite+aiosqlite://")
-async_session = async_sessionmaker(engine)
-
-
-async def get_session() -> AsyncIterator[AsyncSession]:
-    async with async_session() as session:
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
-"""
+from conftest import DB_PY, GitRepo, Triple, check_json, run_cli, write_app
 
 MODELS = """
 class Order:
@@ -169,30 +149,16 @@ BILLING_PATH = "app/services/billing.py"
 PROFILE_PATH = "app/routers/profile.py"
 
 
-def _write_app(repo: GitRepo) -> None:
-    for package in ("app", "app/routers", "app/services"):
-        repo.write(f"{package}/__init__.py", "")
-    repo.write("app/db.py", DB)
-    repo.write("app/models.py", MODELS)
-    repo.write(ORDERS_PATH, ORDERS)
-    repo.write(BILLING_PATH, BILLING)
+APP = {
+    "app/db.py": DB_PY,
+    "app/models.py": MODELS,
+    ORDERS_PATH: ORDERS,
+    BILLING_PATH: BILLING,
+}
 
 
 def _check(repo: GitRepo, *args: str) -> set[Triple]:
-    result = run_cli(
-        ["check", "--format", "json", "--select", "AG3", *args], repo.path, env=repo.env
-    )
-    assert result.returncode in (0, 1), result
-    assert not [n for n in result.notes() if n.get("kind") == "internal-error"], result
-    return result.triples()
-
-
-@pytest.fixture(scope="module")
-def app_repo(tmp_path_factory: pytest.TempPathFactory, git_home: Path) -> GitRepo:
-    repo = GitRepo(tmp_path_factory.mktemp("transactions") / "repo", git_home)
-    _write_app(repo)
-    repo.commit("app")
-    return repo
+    return check_json(repo, "--select", "AG3", *args).triples()
 
 
 def _expected(repo: GitRepo) -> dict[str, Triple]:
@@ -253,8 +219,7 @@ def test_pull_request_adding_a_commit_reports_the_existing_read(
     """The PR adds only the commit: the finding's primary line (the read) is old, its related
     line (the commit) is new, so the default `added` filter keeps it."""
     repo = make_repo()
-    _write_app(repo)
-    repo.write(PROFILE_PATH, PROFILE_BASE)
+    write_app(repo, {**APP, PROFILE_PATH: PROFILE_BASE})
     base = repo.commit("base")
     repo.git("checkout", "-q", "-b", "feature")
     text = repo.read(PROFILE_PATH).replace(
@@ -263,8 +228,7 @@ def test_pull_request_adding_a_commit_reports_the_existing_read(
     )
     repo.write(PROFILE_PATH, text, dedent=False)
     repo.commit("commit the touch")
-    diff_path = repo.path.parent / "pr.diff"
-    diff_path.write_bytes(repo.diff(base, "HEAD"))
+    diff_path = repo.write_diff(base)
     result = run_cli(
         ["check", "--diff", str(diff_path), "--format", "json", "--select", "AG3"],
         repo.path,

@@ -199,49 +199,41 @@ def _inserted(module: cst.Module, insertion: tuple[cst.CSTNode, str, str] | None
     return apply_edits(module.code, [edit])
 
 
-def test_ensure_import_reuses_a_module_alias() -> None:
-    semantics, module = _model("import asyncio as aio\n")
+@pytest.mark.parametrize(
+    ("source", "spelling"),
+    [
+        pytest.param("import asyncio as aio\n", "aio.sleep", id="module-alias"),
+        pytest.param("from asyncio import sleep\n", "sleep", id="from-import"),
+        pytest.param("from asyncio import sleep as asleep\n", "asleep", id="aliased-from-import"),
+    ],
+)
+def test_ensure_import_reuses_an_existing_import(source: str, spelling: str) -> None:
+    semantics, module = _model(source)
     plan = ensure_import(semantics, module, "asyncio.sleep")
-    assert (plan.spelling, plan.insertion) == ("aio.sleep", None)
+    assert (plan.spelling, plan.insertion) == (spelling, None)
 
 
-def test_ensure_import_reuses_a_from_import() -> None:
-    semantics, module = _model("from asyncio import sleep\n")
-    plan = ensure_import(semantics, module, "asyncio.sleep")
-    assert (plan.spelling, plan.insertion) == ("sleep", None)
-
-
-def test_ensure_import_reuses_an_aliased_from_import() -> None:
-    semantics, module = _model("from asyncio import sleep as asleep\n")
-    plan = ensure_import(semantics, module, "asyncio.sleep")
-    assert (plan.spelling, plan.insertion) == ("asleep", None)
-
-
-def test_ensure_import_adds_the_import_after_the_last_import() -> None:
-    source = "import os\nfrom time import sleep\n\nVALUE = 1\n"
+@pytest.mark.parametrize(
+    ("source", "fixed"),
+    [
+        pytest.param(
+            "import os\nfrom time import sleep\n\nVALUE = 1\n",
+            "import os\nfrom time import sleep\nimport asyncio\n\nVALUE = 1\n",
+            id="after-the-last-import",
+        ),
+        pytest.param(
+            '"""Module docs."""\n\nVALUE = 1\n',
+            '"""Module docs."""\nimport asyncio\n\nVALUE = 1\n',
+            id="after-a-docstring",
+        ),
+        pytest.param("VALUE = 1\n", "import asyncio\nVALUE = 1\n", id="at-the-top"),
+    ],
+)
+def test_ensure_import_adds_the_import(source: str, fixed: str) -> None:
     semantics, module = _model(source)
     plan = ensure_import(semantics, module, "asyncio.sleep")
     assert plan.spelling == "asyncio.sleep"
-    fixed = _inserted(module, plan.insertion)
-    assert fixed == "import os\nfrom time import sleep\nimport asyncio\n\nVALUE = 1\n"
-    cst.parse_module(fixed)
-
-
-def test_ensure_import_adds_the_import_after_a_docstring() -> None:
-    source = '"""Module docs."""\n\nVALUE = 1\n'
-    semantics, module = _model(source)
-    plan = ensure_import(semantics, module, "asyncio.sleep")
-    fixed = _inserted(module, plan.insertion)
-    assert fixed == '"""Module docs."""\nimport asyncio\n\nVALUE = 1\n'
-    cst.parse_module(fixed)
-
-
-def test_ensure_import_adds_the_import_at_the_top() -> None:
-    source = "VALUE = 1\n"
-    semantics, module = _model(source)
-    plan = ensure_import(semantics, module, "asyncio.sleep")
-    fixed = _inserted(module, plan.insertion)
-    assert fixed == "import asyncio\nVALUE = 1\n"
+    assert _inserted(module, plan.insertion) == fixed
     cst.parse_module(fixed)
 
 

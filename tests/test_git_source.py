@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import PlainRepo, bytes_paths, only
 
 from bot.changeset import ChangeSet, FileChange, FileStatus, Hunk, parse_unified_diff
 from bot.git import (
@@ -22,52 +22,13 @@ from bot.git import (
 TEN = "".join(f"l{number}\n" for number in range(1, 11))
 
 
-class Repo:
-    """A throwaway git repository, isolated from the machine's and the user's git config."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.mkdir()
-        self.git("init", "-q")
-
-    def git(self, *args: str) -> bytes:
-        command = [
-            "git",
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.com",
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-            *args,
-        ]
-        done = subprocess.run(command, cwd=self.path, capture_output=True, check=True)
-        return done.stdout
-
-    def write(self, name: str | bytes, content: str | bytes) -> None:
-        path = self.path / os.fsdecode(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content.encode() if isinstance(content, str) else content)
-
-    def commit(self) -> None:
-        self.git("add", "-A")
-        self.git("commit", "-q", "--allow-empty", "-m", "change")
+@pytest.fixture
+def repo(plain_repo: PlainRepo) -> PlainRepo:
+    return plain_repo
 
 
 @pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-    return Repo(tmp_path / "repo")
-
-
-@pytest.fixture
-def feature(repo: Repo) -> Repo:
+def feature(repo: PlainRepo) -> PlainRepo:
     """main has app.py, old.py, gone.py; branch `feature` changes them, main moves on after."""
     repo.write("app.py", TEN)
     repo.write("old.py", TEN)
@@ -90,15 +51,10 @@ def statuses(changeset: ChangeSet) -> dict[str, FileStatus]:
     return {change.path: change.status for change in changeset}
 
 
-def only(changeset: ChangeSet) -> FileChange:
-    assert len(changeset) == 1, changeset.files
-    return changeset.files[0]
-
-
 # --- repo_root -----------------------------------------------------------------------------------
 
 
-def test_repo_root_from_a_subdirectory(repo: Repo) -> None:
+def test_repo_root_from_a_subdirectory(repo: PlainRepo) -> None:
     (repo.path / "pkg" / "sub").mkdir(parents=True)
 
     assert repo_root(repo.path / "pkg" / "sub") == repo.path.resolve()
@@ -114,7 +70,7 @@ def test_repo_root_outside_a_repository(tmp_path: Path, monkeypatch: pytest.Monk
 # --- the diff ------------------------------------------------------------------------------------
 
 
-def test_committed_staged_unstaged_and_untracked_changes(feature: Repo) -> None:
+def test_committed_staged_unstaged_and_untracked_changes(feature: PlainRepo) -> None:
     feature.write("app.py", TEN.replace("l2\n", "two\n").replace("l9\n", "nine\n"))  # unstaged
     feature.write("staged.py", "s1\ns2\n")
     feature.git("add", "staged.py")
@@ -142,14 +98,14 @@ def test_committed_staged_unstaged_and_untracked_changes(feature: Repo) -> None:
     )
 
 
-def test_changes_on_the_base_after_the_fork_are_not_included(feature: Repo) -> None:
+def test_changes_on_the_base_after_the_fork_are_not_included(feature: PlainRepo) -> None:
     changes = parse_unified_diff(diff_against_base("main", feature.path))
 
     assert "main_only.py" not in statuses(changes)
     assert set(statuses(changes)) == {"app.py", "pkg/new.py"}
 
 
-def test_the_index_is_not_touched(feature: Repo) -> None:
+def test_the_index_is_not_touched(feature: PlainRepo) -> None:
     feature.write("untracked.py", "u\n")
     feature.write("app.py", "changed\n")
     status_before = feature.git("status", "--porcelain")
@@ -164,7 +120,7 @@ def test_the_index_is_not_touched(feature: Repo) -> None:
     assert feature.git("status", "--porcelain") == status_before
 
 
-def test_hostile_user_config_is_overridden(feature: Repo) -> None:
+def test_hostile_user_config_is_overridden(feature: PlainRepo) -> None:
     for key, value in [
         ("diff.noprefix", "true"),
         ("diff.mnemonicPrefix", "true"),
@@ -185,7 +141,7 @@ def test_hostile_user_config_is_overridden(feature: Repo) -> None:
     }
 
 
-def test_a_tracked_non_ascii_path(feature: Repo) -> None:
+def test_a_tracked_non_ascii_path(feature: PlainRepo) -> None:
     feature.write("caf\u00e9 x.py", "a\n")
     feature.commit()
     feature.write("caf\u00e9 x.py", "a\nb\n")
@@ -212,10 +168,8 @@ UNTRACKED: list[tuple[bytes, bytes]] = [
 ]
 
 
-@pytest.mark.skipif(
-    sys.platform in ("darwin", "win32"), reason="needs a file system that takes any bytes as names"
-)
-def test_untracked_files_read_as_git_would_show_them(repo: Repo) -> None:
+@bytes_paths
+def test_untracked_files_read_as_git_would_show_them(repo: PlainRepo) -> None:
     repo.write("base.py", "b\n")
     repo.commit()
     for name, content in UNTRACKED:
@@ -238,7 +192,7 @@ def test_untracked_files_read_as_git_would_show_them(repo: Repo) -> None:
         assert ours.get(path) == only(parse_unified_diff(no_index.stdout)), path
 
 
-def test_untracked_file_diff_text_matches_git(repo: Repo) -> None:
+def test_untracked_file_diff_text_matches_git(repo: PlainRepo) -> None:
     repo.commit()
     repo.write("my file.py", "a\nb")
 
@@ -257,14 +211,14 @@ def test_untracked_file_diff_text_matches_git(repo: Repo) -> None:
 
 
 @pytest.mark.parametrize("ref", ["nope", "--output=/tmp/x", "", "main..feature"])
-def test_unknown_ref(feature: Repo, ref: str) -> None:
+def test_unknown_ref(feature: PlainRepo, ref: str) -> None:
     with pytest.raises(GitError) as caught:
         diff_against_base(ref, feature.path)
 
     assert str(caught.value) == f"unknown git ref '{ref}'"
 
 
-def test_no_merge_base(feature: Repo) -> None:
+def test_no_merge_base(feature: PlainRepo) -> None:
     feature.git("checkout", "-q", "--orphan", "island")
     feature.commit()
 
@@ -286,13 +240,13 @@ def test_not_a_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 # --- paths relative to the current directory -----------------------------------------------------
 
 
-def test_changeset_from_base_at_the_root(feature: Repo) -> None:
+def test_changeset_from_base_at_the_root(feature: PlainRepo) -> None:
     changes = changeset_from_base("main", feature.path)
 
     assert statuses(changes) == {"app.py": FileStatus.MODIFIED, "pkg/new.py": FileStatus.RENAMED}
 
 
-def test_changeset_from_base_in_a_subdirectory(feature: Repo) -> None:
+def test_changeset_from_base_in_a_subdirectory(feature: PlainRepo) -> None:
     feature.write("pkg/inner/mod.py", "m\n")
 
     changes = changeset_from_base("main", feature.path / "pkg")

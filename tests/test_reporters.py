@@ -9,10 +9,12 @@ import re
 import subprocess
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import JSON_FINDING_KEYS, SARIF_SCHEMA_PATH
 
 from bot.findings import (
     Edit,
@@ -33,9 +35,6 @@ from bot.reporters import sarif as sarif_reporter
 from bot.ruleinfo import RuleInfo
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SARIF_SCHEMA = (
-    Path(__file__).resolve().parents[2] / "shared" / "reference" / "sarif-schema-2.1.0.json"
-)
 
 ODD_PATH = "app/my dir/résumé.py"
 ODD_URI = "app/my%20dir/r%C3%A9sum%C3%A9.py"
@@ -226,8 +225,9 @@ def test_text_colour() -> None:
     assert "\x1b" not in _render("text", color=False)
 
 
-def _finding(severity: Severity, path: str = "a.py") -> Finding:
-    return Finding("AG999", "x", severity, path, Span(1, 1, 1, 2), "m", "S")
+def _finding(severity: Severity, path: str = "a.py", **changes: Any) -> Finding:
+    """A finding of the unknown rule AG999 `x` on `a.py:1:1`, with `changes` to its fields."""
+    return replace(Finding("AG999", "x", severity, path, Span(1, 1, 1, 2), "m", "S"), **changes)
 
 
 @pytest.mark.parametrize(
@@ -309,20 +309,13 @@ def test_json_structure() -> None:
         "related": [
             {
                 "path": ODD_PATH,
-                "start_line": 13,
+                "start_line": line,
                 "start_col": 9,
-                "end_line": 13,
+                "end_line": line,
                 "end_col": 30,
-                "message": "second use of `session`",
-            },
-            {
-                "path": ODD_PATH,
-                "start_line": 14,
-                "start_col": 9,
-                "end_line": 14,
-                "end_col": 30,
-                "message": "third use of `session`",
-            },
+                "message": f"{which} use of `session`",
+            }
+            for line, which in ((13, "second"), (14, "third"))
         ],
         "fix": {
             "description": "Open one session per task",
@@ -339,21 +332,7 @@ def test_json_structure() -> None:
         },
     }
     # Key order is part of the format (stable diffs of saved reports).
-    assert list(first) == [
-        "code",
-        "name",
-        "severity",
-        "path",
-        "start_line",
-        "start_col",
-        "end_line",
-        "end_col",
-        "message",
-        "section",
-        "fingerprint",
-        "related",
-        "fix",
-    ]
+    assert list(first) == JSON_FINDING_KEYS
     assert data["findings"][1]["fix"] is None
     assert data["findings"][1]["related"] == []
     assert data["notes"] == [
@@ -391,10 +370,12 @@ _URI_REFERENCE = re.compile(_URI_CHARS)
 
 
 def _sarif_validator() -> Any:
-    if not SARIF_SCHEMA.is_file():
-        pytest.skip(f"SARIF schema not found at {SARIF_SCHEMA} (the ../shared reference folder)")
+    if not SARIF_SCHEMA_PATH.is_file():
+        pytest.skip(
+            f"SARIF schema not found at {SARIF_SCHEMA_PATH} (the ../shared reference folder)"
+        )
     jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads(SARIF_SCHEMA.read_text(encoding="utf-8"))
+    schema = json.loads(SARIF_SCHEMA_PATH.read_text(encoding="utf-8"))
     # The schema declares its own draft ($schema: draft-04); Draft 7 only if it did not.
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
     cls.check_schema(schema)
@@ -492,21 +473,14 @@ def test_sarif_results() -> None:
     ]
     assert first["relatedLocations"] == [
         {
-            "id": 1,
+            "id": number,
             "physicalLocation": {
                 "artifactLocation": {"uri": ODD_URI, "uriBaseId": "%SRCROOT%"},
-                "region": {"startLine": 13, "startColumn": 9, "endLine": 13, "endColumn": 30},
+                "region": {"startLine": line, "startColumn": 9, "endLine": line, "endColumn": 30},
             },
-            "message": {"text": "second use of `session`"},
-        },
-        {
-            "id": 2,
-            "physicalLocation": {
-                "artifactLocation": {"uri": ODD_URI, "uriBaseId": "%SRCROOT%"},
-                "region": {"startLine": 14, "startColumn": 9, "endLine": 14, "endColumn": 30},
-            },
-            "message": {"text": "third use of `session`"},
-        },
+            "message": {"text": f"{which} use of `session`"},
+        }
+        for number, line, which in ((1, 13, "second"), (2, 14, "third"))
     ]
     assert first["partialFingerprints"] == {"asyncguard/v1": "0123456789abcdef0123"}
     assert first["fixes"] == [
@@ -656,14 +630,8 @@ def test_github_escaping() -> None:
 
 
 def test_github_properties_are_escaped_and_no_command_can_be_injected() -> None:
-    finding = Finding(
-        code="AG201",
-        name="x",
-        severity=Severity.ERROR,
-        path="we:ird,name%.py",
-        span=Span(1, 1, 1, 2),
-        message="boom\n::set-env name=X::y",
-        section="S",
+    finding = _finding(
+        Severity.ERROR, "we:ird,name%.py", code="AG201", message="boom\n::set-env name=X::y"
     )
     out = _render("github", Report(findings=[finding]))
     assert out == (
@@ -686,18 +654,28 @@ EXPECTED_TABLE = """\
 | warning | `AG104` session-outlives-request | `app/tasks.py:20:1` | `db` is passed to `background_tasks.add_task` |
 | info | `AG202` sequential-independent-awaits | `app/views.py:7:5` | `a()` \\| `b()` could run concurrently |"""
 
+# The block is the location over the review comment body (bot.comments.render_comment); no
+# skill file in these tests' working directory, so the comment quotes the rule's own docs.
 EXPECTED_FINDING = """\
-#### AG201 shared-session-concurrency · error
+#### `app/my dir/résumé.py:12:5`
 
-`app/my dir/résumé.py:12:5`: `session` runs 100% of 3 queries: a, b\\
+**AG201 shared-session-concurrency** · error
+
+`session` runs 100% of 3 queries: a, b\\
 in one `gather`
 
-- `app/my dir/résumé.py:13:9`: second use of `session`
-- `app/my dir/résumé.py:14:9`: third use of `session`
+- line 13: second use of `session`
+- line 14: third use of `session`
+
+From the rule's documentation (guideline: *Pattern: Concurrent vs Sequential Queries*):
+
+> Flags concurrent use of one session.
+
+**Correction:** Use one session per concurrent task.
 
 **Fix** (unsafe): Open one session per task
 
-Guideline: *Pattern: Concurrent vs Sequential Queries*"""
+<!-- asyncguard:fp=0123456789abcdef0123 -->"""
 
 
 def test_markdown_exact() -> None:
@@ -727,7 +705,7 @@ def test_markdown_render_finding_is_self_contained() -> None:
     )
     # Works for a code the catalogue does not know.
     assert markdown_reporter.render_finding(_finding(Severity.INFO), None) == (
-        "#### AG999 x · info\n\n`a.py:1:1`: m\n\nGuideline: *S*"
+        "#### `a.py:1:1`\n\n**AG999 x** · info\n\nm\n\nGuideline: *S*\n\n<!-- asyncguard:fp= -->"
     )
 
 
@@ -761,22 +739,15 @@ def test_markdown_cell_and_code_escaping() -> None:
     assert markdown_reporter.code_span("a.py:1:2") == "`a.py:1:2`"
     assert markdown_reporter.code_span("we`ird.py") == "``we`ird.py``"
     assert markdown_reporter.code_span("`x``") == "``` `x`` ```"
-    finding = Finding(
-        "AG201", "x", Severity.ERROR, "a|b.py", Span(1, 1, 1, 2), "one | two\nthree", "S"
-    )
+    finding = _finding(Severity.ERROR, "a|b.py", code="AG201", message="one | two\nthree")
     row = markdown_reporter.table([finding]).splitlines()[-1]
     assert row == "| error | `AG201` x | `a\\|b.py:1:1` | one \\| two<br>three |"
 
 
 def test_multi_line_related_and_fix_text_stay_inside_their_finding() -> None:
-    finding = Finding(
+    finding = _finding(
+        Severity.ERROR,
         code="AG201",
-        name="x",
-        severity=Severity.ERROR,
-        path="a.py",
-        span=Span(1, 1, 1, 2),
-        message="m",
-        section="S",
         related=(RelatedLocation(Span(2, 3, 2, 4), "r1\nr2"),),
         fix=Fix("f1\r\nf2", FixSafety.SAFE, ()),
     )
@@ -791,11 +762,13 @@ def test_multi_line_related_and_fix_text_stay_inside_their_finding() -> None:
         "Found 1 finding (1 error, 0 warnings, 0 info) in 1 file.\n"
     )
     assert markdown_reporter.render_finding(finding, None) == (
-        "#### AG201 x · error\n\n"
-        "`a.py:1:1`: m\n\n"
-        "- `a.py:2:3`: r1\\\n  r2\n\n"
+        "#### `a.py:1:1`\n\n"
+        "**AG201 x** · error\n\n"
+        "m\n\n"
+        "- line 2: r1\\\n  r2\n\n"
+        "Guideline: *S*\n\n"
         "**Fix** (safe): f1\\\nf2\n\n"
-        "Guideline: *S*"
+        "<!-- asyncguard:fp= -->"
     )
     assert github_reporter.format_finding(finding) == (
         "::error file=a.py,line=1,col=1,endLine=1,endColumn=2,title=AG201 x::m%0Ar1%0Ar2 (see line 2)"
