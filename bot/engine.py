@@ -22,7 +22,7 @@ import libcst as cst
 from bot.facts import RepoFacts
 from bot.findings import Edit, Finding, Fix, Note, NoteKind, RelatedLocation, Span, fingerprint
 from bot.positions import Range, node_ranges
-from bot.rule import SESSION_TOKENS, FileContext, RawReport, Rule, RuleOptions
+from bot.rule import FileContext, RawReport, Rule, RuleOptions
 from bot.semantics import Semantics
 from bot.suppressions import Suppressions
 from bot.walker import walk
@@ -31,7 +31,6 @@ MAX_FILE_BYTES = 1024 * 1024
 # Below this much source, starting worker processes costs more than it saves (measured with
 # benchmarks/bench.py on a 2-core machine: a pool pays off from about 150k lines).
 POOL_THRESHOLD_BYTES = 4 * 1024 * 1024
-_BASE_SESSION_TOKENS = ("AsyncSession", "sessionmaker", "Depends")
 
 
 @dataclass(frozen=True)
@@ -98,19 +97,19 @@ def _declared_encoding(data: bytes) -> str:
     return "utf-8"
 
 
-def applicable_rules(rules: Sequence[type[Rule]], text: str, facts: RepoFacts) -> list[type[Rule]]:
+def applicable_rules(
+    rules: Sequence[type[Rule]], text: str, facts: RepoFacts, options: RuleOptions | None = None
+) -> list[type[Rule]]:
     """The text prefilter: a rule applies when every one of its token groups occurs."""
-    session_tokens = (*_BASE_SESSION_TOKENS, *facts.tokens)
-    has_session: bool | None = None
+    settings = options or RuleOptions()
+    seen: dict[tuple[str, ...], bool] = {}
     chosen = []
     for rule in rules:
-        for group in rule.TOKENS:
-            if group == SESSION_TOKENS:
-                if has_session is None:
-                    has_session = any(token in text for token in session_tokens)
-                if not has_session:
-                    break
-            elif not any(token in text for token in group):
+        for group in rule.prefilter(facts, settings):
+            present = seen.get(group)
+            if present is None:
+                present = seen[group] = any(token in text for token in group)
+            if not present:
                 break
         else:
             chosen.append(rule)
@@ -161,7 +160,7 @@ def analyse_text(
 ) -> FileResult:
     result = FileResult()
     text = git_line_endings(text)
-    chosen = applicable_rules(rules, text, facts)
+    chosen = applicable_rules(rules, text, facts, options)
     if not chosen:
         result.prefiltered = True
         return result

@@ -15,13 +15,15 @@ from typing import ClassVar
 
 import libcst as cst
 
+from bot.facts import RepoFacts
 from bot.findings import FixSafety, Severity
 from bot.ruleinfo import RuleInfo
 from bot.semantics import Semantics
 
-# A prefilter group naming "any sign of a session in this file"; the engine expands it with the
-# repository's factory and alias names.
+# Prefilter groups the engine expands with names from the repository index: "any sign of a
+# session in this file", and "a session factory could be called here".
 SESSION_TOKENS = "<session>"
+FACTORY_TOKENS = "<factory>"
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,20 @@ class Rule:
     def __init__(self, context: FileContext) -> None:
         self.context = context
         self.semantics = context.semantics
+
+    @classmethod
+    def prefilter(cls, facts: RepoFacts, options: RuleOptions) -> tuple[tuple[str, ...], ...]:
+        """TOKENS with the session and factory groups filled in from the repository's names."""
+        groups = []
+        for group in cls.TOKENS:
+            if group == SESSION_TOKENS:
+                groups.append(("AsyncSession", "sessionmaker", "Depends", *sorted(facts.tokens)))
+            elif group == FACTORY_TOKENS:
+                names = sorted(q.rsplit(".", 1)[-1] for q in facts.session_factories)
+                groups.append(("sessionmaker", "AsyncSession(", "AsyncSession as", *names))
+            else:
+                groups.append(tuple(group))
+        return tuple(groups)
 
     @classmethod
     def info(cls) -> RuleInfo:

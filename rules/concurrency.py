@@ -96,7 +96,7 @@ class SharedSessionConcurrency(Rule):
     Use one session per concurrent task, or a single query instead of N.
     """
     TOKENS = (
-        ("gather", "wait", "as_completed", "TaskGroup", "create_task", "ensure_future"),
+        ("gather", "wait(", "as_completed", "TaskGroup", "create_task", "ensure_future"),
         SESSION_TOKENS,
     )
     NEEDS = frozenset({"repo-index"})

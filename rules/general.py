@@ -9,12 +9,14 @@ import fnmatch
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import libcst as cst
 
+from bot.facts import RepoFacts
 from bot.findings import FixSafety, Severity
 from bot.fixes import ImportPlan, ensure_from_import, ensure_import
-from bot.rule import FixPlan, Invalid, Rule, Valid
+from bot.rule import FixPlan, Invalid, Rule, RuleOptions, Valid
 from bot.semantics import (
     ENDPOINT_METHODS,
     SESSION_COROUTINE_METHODS,
@@ -156,39 +158,52 @@ def _method_scope(semantics: Semantics) -> Scope | None:
 
 def _class_assignments(
     cls: cst.ClassDef, attribute: str
-) -> Iterator[tuple[cst.FunctionDef | None, cst.BaseExpression | None, cst.CSTNode]]:
+) -> list[tuple[cst.FunctionDef | None, cst.BaseExpression | None, cst.CSTNode]]:
     """(method, value, node) for `self.<attribute> = value` in the class's methods, and the
     class-level `attribute: T` / `attribute = value` (method None)."""
+    return _class_attribute_index(cls).get(attribute, [])
+
+
+@lru_cache(maxsize=64)
+def _class_attribute_index(
+    cls: cst.ClassDef,
+) -> dict[str, list[tuple[cst.FunctionDef | None, cst.BaseExpression | None, cst.CSTNode]]]:
+    """Every attribute assignment of a class, by attribute, from one walk of its body."""
+    index: dict[
+        str, list[tuple[cst.FunctionDef | None, cst.BaseExpression | None, cst.CSTNode]]
+    ] = {}
     for statement in cls.body.body:
         if isinstance(statement, cst.SimpleStatementLine):
             for small in statement.body:
-                names: list[cst.BaseAssignTargetExpression] = []
                 if isinstance(small, cst.AnnAssign):
                     names = [small.target]
                 elif isinstance(small, cst.Assign):
                     names = [t.target for t in small.targets]
-                if any(isinstance(n, cst.Name) and n.value == attribute for n in names):
-                    assert isinstance(small, (cst.AnnAssign, cst.Assign))
-                    yield None, small.value, small
+                else:
+                    continue
+                for name in names:
+                    if isinstance(name, cst.Name):
+                        index.setdefault(name.value, []).append((None, small.value, small))
         if not isinstance(statement, cst.FunctionDef):
             continue
         for node in iter_descendants(statement.body):
-            targets: list[cst.BaseExpression] = []
-            value: cst.BaseExpression | None = None
+            value: cst.BaseExpression | None
             if isinstance(node, cst.Assign):
                 targets = [t.target for t in node.targets]
                 value = node.value
             elif isinstance(node, cst.AnnAssign):
                 targets = [node.target]
                 value = node.value
+            else:
+                continue
             for target in targets:
                 if (
                     isinstance(target, cst.Attribute)
                     and isinstance(target.value, cst.Name)
                     and target.value.value == "self"
-                    and target.attr.value == attribute
                 ):
-                    yield statement, value, node
+                    index.setdefault(target.attr.value, []).append((statement, value, node))
+    return index
 
 
 class _Model:
@@ -1363,8 +1378,11 @@ class SyncDbInAsync(_ModelRule):
     """
     TOKENS = (
         ("async",),
-        ("Session", "sessionmaker", "create_engine", "psycopg2", "sqlite3", "pymysql"),
-    )
+        (
+            "Session(", "orm import", "sessionmaker", "create_engine", "sqlmodel", "psycopg2",
+            "sqlite3", "pymysql",
+        ),
+    )  # fmt: skip
 
     VALID = (
         Valid(
@@ -1777,7 +1795,25 @@ class BlockingCallInAsync(_ModelRule):
     the call is a statement on its own the fix is safe: the pause is the same, only the loop is
     free meanwhile. When its value is used, the fix is unsafe.
     """
-    TOKENS = (("async",),)
+    TOKENS = (
+        ("async",),
+        (
+            "sleep", "requests", "httpx", "urlopen", "subprocess", "system(", "open(", "pbkdf2",
+            "scrypt", "bcrypt", "CryptContext", "PasswordHasher", "boto3",
+        ),
+    )  # fmt: skip
+
+    @classmethod
+    def prefilter(cls, facts: RepoFacts, options: RuleOptions) -> tuple[tuple[str, ...], ...]:
+        """The fixed list, plus the literal parts of the configured `blocking-calls` globs."""
+        groups = super().prefilter(facts, options)
+        extra = []
+        for pattern in options.blocking_calls:
+            parts = [p for p in pattern.split(".") if p and not any(c in p for c in "*?[")]
+            if not parts:
+                return groups[:1]  # a pattern with no literal part: nothing to filter on
+            extra.append(parts[-1])
+        return (groups[0], (*groups[1], *extra))
 
     VALID = (
         Valid(

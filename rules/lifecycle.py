@@ -8,7 +8,7 @@ import libcst as cst
 
 from bot.findings import FixSafety, Severity
 from bot.flow import Condition, FlowNode, ForwardAnalysis
-from bot.rule import SESSION_TOKENS, FileContext, FixPlan, Invalid, Rule, Valid
+from bot.rule import FACTORY_TOKENS, SESSION_TOKENS, FileContext, FixPlan, Invalid, Rule, Valid
 from bot.semantics import Binding, BindingKind, ScopeKind
 from bot.walker import iter_descendants
 from rules._shared import (
@@ -67,7 +67,7 @@ class GlobalSession(Rule):
         return await session.get(User, user_id)
     ```
     """
-    TOKENS = (SESSION_TOKENS,)
+    TOKENS = (FACTORY_TOKENS,)
     NEEDS = frozenset({"repo-index"})
 
     VALID = (
@@ -366,7 +366,7 @@ class UnclosedSession(Rule):
             yield session
     ```
     """
-    TOKENS = (SESSION_TOKENS,)
+    TOKENS = (FACTORY_TOKENS,)
     NEEDS = frozenset({"repo-index"})
 
     VALID = (
