@@ -602,12 +602,18 @@ class Semantics:
 
     def is_async_engine(self, expr: cst.BaseExpression) -> bool:
         """`engine` bound to create_async_engine(...), annotated AsyncEngine, or known by the index."""
+        return self._bound_or_indexed(expr, BindingKind.ENGINE, self.facts.is_async_engine)
+
+    def _bound_or_indexed(
+        self, expr: cst.BaseExpression, kind: BindingKind, indexed: Callable[[str], bool]
+    ) -> bool:
+        """A name bound here to `kind`, or a name the repository index knows from another file."""
         if isinstance(expr, cst.Name):
             binding = self.lookup(expr.value)
-            if binding is not None and binding.kind is BindingKind.ENGINE:
+            if binding is not None and binding.kind is kind:
                 return True
         qualname = self.qualified_name(expr)
-        return qualname is not None and self.facts.is_async_engine(qualname)
+        return qualname is not None and indexed(qualname)
 
     def is_event_loop(self, expr: cst.BaseExpression) -> bool:
         """`asyncio.get_running_loop()` (or a name bound to it), `self.loop`, a parameter `loop`."""
@@ -671,12 +677,7 @@ class Semantics:
         )
 
     def is_session_factory(self, expr: cst.BaseExpression) -> bool:
-        if isinstance(expr, cst.Name):
-            binding = self.lookup(expr.value)
-            if binding is not None and binding.kind is BindingKind.FACTORY:
-                return True
-        qualname = self.qualified_name(expr)
-        return qualname is not None and self.facts.is_session_factory(qualname)
+        return self._bound_or_indexed(expr, BindingKind.FACTORY, self.facts.is_session_factory)
 
     def is_session_type(self, annotation: cst.BaseExpression) -> bool:
         """True for AsyncSession, Annotated[AsyncSession, ...], Optional/| None, aliases, strings."""
