@@ -36,6 +36,10 @@ class RepoFacts:
     no_expire_factories: frozenset[str] = frozenset()
     # Anywhere in the repository (outside tests): a factory or session with expire_on_commit=False.
     expire_disabled_somewhere: bool = False
+    # Module-level undecorated `async def`s by qualified name, and the bare names of every other
+    # module-level function (a name that is both somewhere is trusted as neither).
+    async_functions: frozenset[str] = frozenset()
+    sync_functions: frozenset[str] = frozenset()
     # Names used as `Depends(name)` anywhere in the repository (last segment).
     dependency_names: frozenset[str] = frozenset()
     # An exception handler for NoResultFound (or a SQLAlchemy base of it) is registered.
@@ -60,6 +64,8 @@ class RepoFacts:
             self.session_factories | other.session_factories,
             self.session_aliases | other.session_aliases,
             async_engines=self.async_engines | other.async_engines,
+            async_functions=self.async_functions | other.async_functions,
+            sync_functions=self.sync_functions | other.sync_functions,
             no_expire_factories=self.no_expire_factories | other.no_expire_factories,
             expire_disabled_somewhere=self.expire_disabled_somewhere
             or other.expire_disabled_somewhere,
@@ -81,6 +87,14 @@ class RepoFacts:
 
     def is_async_engine(self, qualname: str) -> bool:
         return "." in qualname and any(dotted_suffix_match(k, qualname) for k in self.async_engines)
+
+    def is_async_function(self, qualname: str) -> bool:
+        """A module-level `async def` in another file, and nothing else by that name."""
+        if "." not in qualname:
+            return False
+        if not any(dotted_suffix_match(k, qualname) for k in self.async_functions):
+            return False
+        return qualname.rsplit(".", 1)[-1] not in self.sync_functions
 
     def factory_expires_on_commit(self, qualname: str) -> bool | None:
         """What a factory from another file does on commit; None when it is not known."""

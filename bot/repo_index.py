@@ -201,6 +201,7 @@ def build_index(root: Path, *, use_cache: bool = True) -> RepoFacts:
         dependency_names=frozenset(merged.dependencies),
         no_result_handler=merged.no_result_handler,
         fastapi_version=pinned_fastapi_version(root),
+        **module_functions(root),
     )
 
 
@@ -255,6 +256,75 @@ class _Cache:
             os.replace(handle.name, self.path)
         except OSError:
             pass
+
+
+# ---------------------------------------------------------------------- module-level functions
+_FUNCTION = re.compile(r"^(async )?def ([A-Za-z_]\w*)")
+
+
+def module_functions(root: Path) -> dict[str, frozenset[str]]:
+    """Qualified names of module-level `async def`s that are not decorated (a decorator such
+    as `@asynccontextmanager` changes what a call returns), and the bare names of every other
+    module-level function: a name that is both somewhere is trusted as neither."""
+    async_names: set[str] = set()
+    other_names: set[str] = set()
+    for relative, lines in _function_lines(root):
+        module = module_name_for(relative)
+        previous = ""
+        for line in lines:
+            match = _FUNCTION.match(line)
+            if match:
+                if match.group(1) and not previous.startswith(("@", ")")):
+                    async_names.add(f"{module}.{match.group(2)}" if module else match.group(2))
+                else:
+                    other_names.add(match.group(2))
+            if line.strip():
+                previous = line.rstrip()
+    return {"async_functions": frozenset(async_names), "sync_functions": frozenset(other_names)}
+
+
+def _function_lines(root: Path) -> Iterator[tuple[str, list[str]]]:
+    """(relative path, lines) covering each top-level def and the lines before it."""
+    listed = _git_function_lines(root)
+    if listed is not None:
+        yield from listed.items()
+        return
+    for path in iter_python_files(root):
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                continue
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if "def " in text:
+            yield path.relative_to(root).as_posix(), text.splitlines()
+
+
+def _git_function_lines(root: Path) -> dict[str, list[str]] | None:
+    """Top-level `async def`s with the three lines before each (for decorators), and every
+    plain top-level `def` line, from two `git grep`s (about 0.15 s on a 1,800-file code base)."""
+    if not (root / ".git").exists():
+        return None
+    found: dict[str, list[str]] = {}
+    for pattern, context in (("^async def [A-Za-z_]", ["-B3"]), ("^def [A-Za-z_]", [])):
+        command = [
+            "git", "-c", "core.quotepath=off", "grep", "-I", "--untracked", "--null", *context,
+            "-E", pattern, "--", "*.py",
+        ]  # fmt: skip
+        try:
+            done = subprocess.run(command, cwd=root, capture_output=True, timeout=30, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if done.returncode not in (0, 1):
+            return None
+        for raw in done.stdout.decode("utf-8", "surrogateescape").splitlines():
+            name, separator, text = raw.partition("\0")
+            if not separator or set(Path(name).parts) & SKIPPED_DIRS:
+                continue  # `--` between groups, or a skipped directory
+            found.setdefault(name, []).append(text)
+            if not context:
+                found[name].append("")  # a plain def: never read as a decorator line
+    return found
 
 
 # ---------------------------------------------------------------------- FastAPI version

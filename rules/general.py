@@ -942,12 +942,20 @@ class MissingAwait(_ModelRule):
     # ---------------------------------------------------------------- handlers
     def visit_Call(self, node: cst.Call) -> None:
         label = self._coroutine(node)
+        from_repository = False
+        if label is None:
+            label = self._repository_coroutine(node)
+            from_repository = True
         if label is None:
             return
         statement = self.context.statement
         if statement is None:
             return
         usage, holder = _usage(node, self._model.parents(statement))
+        # A function from another file is known only by its `async def` line: it may be an
+        # async generator, so only the uses that are wrong for any async callable count.
+        if from_repository and usage not in ("statement", "condition", "compared"):
+            return
         async_here = _can_await_here(self.semantics)
         text = _call_text(self.context.module, node)
         never = f"(\"RuntimeWarning: coroutine '{label}' was never awaited\")"
@@ -1152,6 +1160,22 @@ class MissingAwait(_ModelRule):
         if self.semantics.qualified_name(func) in ASYNCIO_SLEEP:
             return "sleep"
         return None
+
+    def _repository_coroutine(self, call: cst.Call) -> str | None:
+        """An undecorated module-level `async def` of another file, reached through an import."""
+        func = call.func
+        root = func
+        while isinstance(root, cst.Attribute):
+            root = root.value
+        if not isinstance(root, cst.Name):
+            return None
+        binding = self.semantics.lookup(root.value)
+        if binding is None or binding.kind is not BindingKind.IMPORT:
+            return None
+        qualname = self.semantics.qualified_name(func)
+        if qualname is None or not self.semantics.facts.is_async_function(qualname):
+            return None
+        return qualname.rsplit(".", 1)[-1]
 
     def _session_is_async(self, session: Binding, receiver: cst.BaseExpression) -> bool:
         """A session known only by its parameter name is trusted inside `async def` when the
