@@ -338,18 +338,20 @@ def _fix(raw: RawReport, positions: Mapping[cst.CSTNode, Range]) -> Fix | None:
 def _keep_fixes_that_parse(findings: list[Finding], source: str) -> list[Finding]:
     """Drop any fix whose result does not parse.
 
-    Checked with CPython's parser (about 20x faster than libcst's), all of a file's fixes at
-    once when they can be applied together, one by one otherwise. `check --fix` checks again
-    with libcst before it writes anything.
+    Checked with CPython's parser (about 20x faster than libcst's) when it accepts the original
+    file, else with libcst (code newer than the Python running us, e.g. 3.14's unparenthesised
+    `except A, B:`); all of a file's fixes at once when they can be applied together, one by one
+    otherwise. `check --fix` checks again with libcst before it writes anything.
     """
     fixes = [f.fix for f in findings if f.fix is not None]
     if not fixes:
         return findings
+    parses = _compiles if _compiles(source) else libcst_parses
     edits = sorted({edit for fix in fixes for edit in fix.edits}, key=lambda e: e.span)
-    if not _edits_overlap(edits) and _compiles(apply_edits(source, edits)):
+    if not _edits_overlap(edits) and parses(apply_edits(source, edits)):
         return findings
     return [
-        f if f.fix is None or _compiles(apply_edits(source, f.fix.edits)) else replace(f, fix=None)
+        f if f.fix is None or parses(apply_edits(source, f.fix.edits)) else replace(f, fix=None)
         for f in findings
     ]
 
@@ -360,6 +362,14 @@ def _edits_overlap(edits: Sequence[Edit]) -> bool:
         if end > (after.span.start_line, after.span.start_col) or before.span == after.span:
             return True
     return False
+
+
+def libcst_parses(source: str) -> bool:
+    try:
+        cst.parse_module(source)
+    except (cst.ParserSyntaxError, RecursionError):
+        return False
+    return True
 
 
 def _compiles(source: str) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import libcst as cst
 
-from bot.engine import apply_edits
+from bot.engine import apply_edits, libcst_parses
 from bot.findings import Edit, Finding, FixSafety
 from bot.semantics import BindingKind, Semantics
 
@@ -135,7 +135,7 @@ def plan_fixes(findings: Iterable[Finding], cwd: Path, *, unsafe: bool) -> FixOu
                 outcome.remaining.append(finding)  # fixed on the next run, after this one
                 continue
             trial = apply_edits(original, sorted([*edits, *new_edits], key=lambda e: e.span))
-            if not _parses(trial):
+            if not libcst_parses(trial):
                 outcome.remaining.append(finding)
                 continue
             chosen.append(finding)
@@ -167,11 +167,3 @@ def _overlaps(new: list[Edit], existing: list[Edit]) -> bool:
 
 def _bounds(edit: Edit) -> tuple[tuple[int, int], tuple[int, int]]:
     return (edit.span.start_line, edit.span.start_col), (edit.span.end_line, edit.span.end_col)
-
-
-def _parses(source: str) -> bool:
-    try:
-        cst.parse_module(source)
-    except (cst.ParserSyntaxError, RecursionError):
-        return False
-    return True

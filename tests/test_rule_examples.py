@@ -88,3 +88,19 @@ def test_a_rule_that_raises_is_skipped_with_a_note_and_others_still_run() -> Non
     assert [f.code for f in result.findings] == ["AG501"]
     assert [n.kind for n in result.notes] == [NoteKind.INTERNAL_ERROR]
     assert "AG999" in result.notes[0].message and "boom" in result.notes[0].message
+
+
+def test_fixes_are_kept_in_code_newer_than_the_running_python() -> None:
+    """A file CPython cannot parse but libcst can (3.14's `except A, B:`) keeps its fixes."""
+    from rules.logging import ErrorLogWithoutTraceback
+
+    source = (
+        "import logging\n\nlogger = logging.getLogger(__name__)\n\n\n"
+        "def run():\n    try:\n        work()\n    except ValueError as e:\n"
+        "        logger.error('failed: %s', e)\n\n\n"
+        "def other():\n    try:\n        work()\n    except KeyError, TypeError:\n        pass\n"
+    )
+    job = FileJob("a.py", "a.py", "a")
+    result = analyse_text(job, source, [ErrorLogWithoutTraceback], RepoFacts(), RuleOptions())
+    assert [f.code for f in result.findings] == ["AG801"]
+    assert result.findings[0].fix is not None
