@@ -1549,21 +1549,12 @@ class SyncWithAsyncSession(Rule):
 
 
 def _is_session_itself(rule: Rule, expr: cst.BaseExpression) -> bool:
-    """`s` bound to a session (or a plain alias of one), or `self.session`; not a wrapper."""
-    semantics = rule.semantics
-    if isinstance(expr, cst.Name):
-        binding = semantics.lookup(expr.value)
-        if binding is None:
-            return False
-        if binding.kind is BindingKind.SESSION:
-            # An unannotated `db=Depends(get_db)` is only guessed to be an AsyncSession; used
-            # with a plain `with`, it is more likely a sync Session.
-            param = binding.node
-            return not (isinstance(param, cst.Param) and param.annotation is None)
-        return binding.kind is BindingKind.WRAPPER and isinstance(binding.value, cst.Name)
-    if isinstance(expr, cst.Attribute):
-        return semantics.session_binding(expr) is not None
-    return False
+    """`expr` is a session itself (not a wrapper), and not only guessed to be one: an
+    unannotated `db=Depends(get_db)` used with a plain `with` is more likely a sync Session."""
+    session = rule.semantics.direct_session(expr)
+    if session is None:
+        return False
+    return not (isinstance(session.node, cst.Param) and session.node.annotation is None)
 
 
 # ---------------------------------------------------------------------- AG104

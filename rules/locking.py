@@ -11,7 +11,7 @@ import libcst as cst
 from bot.findings import FixSafety, Severity
 from bot.flow import FlowGraph, FlowNode, ForwardAnalysis
 from bot.rule import SESSION_TOKENS, FixPlan, Invalid, Rule, Valid
-from bot.semantics import Binding, BindingKind, ScopeKind
+from bot.semantics import BindingKind, ScopeKind
 from bot.walker import iter_descendants
 from rules._shared import dotted, one_line, positional_args, target_names
 
@@ -54,10 +54,6 @@ MULTI_ROW_OPERATORS = frozenset({"in_", "any_"})
 
 
 # ---------------------------------------------------------------------- shared helpers
-def _session_itself(rule: Rule, expr: cst.BaseExpression) -> Binding | None:
-    return rule.semantics.direct_session(expr)
-
-
 def _is_sync_session(rule: Rule, expr: cst.BaseExpression) -> bool:
     if not isinstance(expr, cst.Name):
         return False
@@ -512,7 +508,9 @@ class UnorderedRowLocks(Rule):
 
     # ---------------------------------------------------------------- lock sites
     def _get_lock(self, call: cst.Call, func: cst.Attribute) -> None:
-        if _session_itself(self, func.value) is None and not _is_sync_session(self, func.value):
+        if self.semantics.direct_session(func.value) is None and not _is_sync_session(
+            self, func.value
+        ):
             return
         positional = positional_args(call)
         lock = next(
@@ -1154,7 +1152,7 @@ class MisspeltLockArgument(Rule):
         func = node.func
         if not isinstance(func, cst.Attribute) or func.attr.value not in GET_METHODS:
             return
-        if _session_itself(self, func.value) is None:
+        if self.semantics.direct_session(func.value) is None:
             return
         for arg in node.args:
             if arg.keyword is None or arg.star or arg.keyword.value in GET_KEYWORDS:
