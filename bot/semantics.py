@@ -23,6 +23,7 @@ import libcst as cst
 
 from bot.facts import RepoFacts
 from bot.flow import FlowGraph, build_graph
+from bot.walker import iter_descendants
 
 BUILTIN_NAMES = frozenset(dir(builtins))
 
@@ -994,8 +995,6 @@ def _parse_annotation_string(text: str) -> cst.BaseExpression | None:
 
 def _iter_nodes(root: cst.CSTNode | Sequence[cst.CSTNode]) -> Iterator[cst.CSTNode]:
     """All nodes below `root`, without libcst's costly node rebuilding visit."""
-    from bot.walker import iter_descendants
-
     if isinstance(root, cst.CSTNode):
         yield from iter_descendants(root)
     else:
