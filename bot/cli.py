@@ -84,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--exit-zero", action="store_true", help="exit 0 even when findings fail the run"
     )
 
+    review = commands.add_parser(
+        "review",
+        help="review a GitHub pull request and post one review (the Action's entry point)",
+    )
+    _add_lazily(review, "bot.github.command", "add_review_arguments")
+    serve = commands.add_parser("serve", help="run the webhook server (GitHub App)")
+    _add_lazily(serve, "bot.server.main", "add_serve_arguments")
+
     commands.add_parser("rules", help="list the rules")
     explain = commands.add_parser("explain", help="show a rule's documentation")
     explain.add_argument("rule", metavar="CODE|NAME")
@@ -95,11 +103,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "check":
             return _check(args)
+        if args.command == "review":
+            return _review(args)
+        if args.command == "serve":
+            from bot.server.main import run_serve
+
+            return run_serve(args)
         if args.command == "rules":
             return _rules()
         if args.command == "explain":
             return _explain(args.rule)
-        raise UsageError("a command is required: check, rules or explain (see asyncguard --help)")
+        raise UsageError(
+            "a command is required: check, review, serve, rules or explain (see asyncguard --help)"
+        )
     except UsageError as error:
         _fail(str(error))
     except KeyboardInterrupt:
@@ -117,6 +133,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     return EXIT_USAGE
+
+
+def _add_lazily(parser: argparse.ArgumentParser, module: str, function: str) -> None:
+    # The argument modules import nothing heavy at module level, so that `asyncguard check`
+    # and `--version` do not pay for PyGithub or FastAPI.
+    import importlib
+
+    getattr(importlib.import_module(module), function)(parser)
+
+
+def _review(args: argparse.Namespace) -> int:
+    from bot.config import ConfigError
+    from bot.github.api import GitHubError
+    from bot.github.command import ReviewUsageError, run_review
+
+    try:
+        return run_review(args)
+    except (ReviewUsageError, ConfigError, GitHubError) as error:
+        raise UsageError(str(error)) from None
 
 
 def _fail(message: str) -> NoReturn:

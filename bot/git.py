@@ -14,6 +14,7 @@ import os
 import posixpath
 import stat
 import subprocess
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +26,7 @@ _BINARY_SNIFF = 8000
 # color, external) and does not rewrite the index to refresh its stat data.
 _DIFF = ["diff-index", "-p", "-M", "--no-color", "--no-ext-diff", "--no-textconv"]
 _PREFIXES = ["--src-prefix=a/", "--dst-prefix=b/"]
+_TREE_DIFF = ["diff-tree", "-r", "-p", "-M", "--no-color", "--no-ext-diff", "--no-textconv"]
 _QUOTE_ESCAPES = {
     7: b"\\a",
     8: b"\\b",
@@ -66,6 +68,73 @@ def changeset_from_base(ref: str, cwd: Path) -> ChangeSet:
     root = _require_root(cwd)
     changeset = parse_unified_diff(diff_against_base(ref, cwd))
     return relative_to_cwd(changeset, root, cwd)
+
+
+def head_commit(root: Path) -> str | None:
+    """The commit checked out at `root`, None if there is none (or no repository)."""
+    result = _run(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], root)
+    if result.returncode != 0:
+        return None
+    return result.stdout.decode().strip() or None
+
+
+def has_commit(sha: str, root: Path) -> bool:
+    """Whether the object database at `root` holds commit `sha` (a shallow clone may not)."""
+    if not sha or sha.startswith("-"):
+        return False
+    return _run(["cat-file", "-e", f"{sha}^{{commit}}"], root).returncode == 0
+
+
+def diff_commits(base: str, head: str, root: Path) -> ChangeSet:
+    """What a pull request from `base` to `head` changes: `head` against their merge base,
+    renames detected, paths relative to the repository root."""
+    result = _run(["merge-base", base, head], root)
+    if result.returncode != 0:
+        hint = " (the clone is shallow: fetch more history)" if _is_shallow(root) else ""
+        raise GitError(f"no merge base between {base[:12]} and {head[:12]}{hint}")
+    merge_base = result.stdout.decode().strip()
+    return parse_unified_diff(_git([*_TREE_DIFF, *_PREFIXES, merge_base, head, "--"], root))
+
+
+def read_blobs(commit: str, paths: Sequence[str], root: Path) -> dict[str, bytes]:
+    """The contents of `paths` at `commit` (one `git cat-file --batch`); absent paths and
+    anything that is not a file are left out."""
+    if not paths:
+        return {}
+    request = b"".join(f"{commit}:{path}\n".encode() for path in paths)
+    try:
+        done = subprocess.run(
+            ["git", "cat-file", "--batch"],
+            cwd=root,
+            input=request,
+            capture_output=True,
+            check=False,
+        )
+    except OSError as error:
+        raise GitError(f"cannot run git in {root}: {error.strerror or error}") from None
+    if done.returncode != 0:
+        raise GitError(f"git cat-file failed: {_first_line(done.stderr)}")
+    blobs: dict[str, bytes] = {}
+    output, position = done.stdout, 0
+    for path in paths:
+        end = output.index(b"\n", position)
+        header = output[position:end].split()
+        position = end + 1
+        if len(header) == 3 and header[1] == b"blob":
+            size = int(header[2])
+            blobs[path] = output[position : position + size]
+            position += size + 1
+        elif len(header) == 3:  # a tree or a submodule: skip its content
+            position += int(header[2]) + 1
+    return blobs
+
+
+def list_files(commit: str, prefixes: Sequence[str], root: Path) -> list[str]:
+    """The file paths under `prefixes` at `commit`."""
+    result = _run(["ls-tree", "-r", "-z", "--name-only", commit, "--", *prefixes], root)
+    if result.returncode != 0:
+        return []
+    return [os.fsdecode(name) for name in result.stdout.split(b"\0") if name]
 
 
 def relative_to_cwd(changeset: ChangeSet, root: Path, cwd: Path) -> ChangeSet:

@@ -25,10 +25,15 @@ from bot.rule import Rule, RuleOptions
 
 @dataclass(frozen=True)
 class Workspace:
-    """Where files live: `cwd` is what changeset paths are relative to, `root` the checkout."""
+    """Where files live: `cwd` is what changeset paths are relative to, `root` the checkout.
+
+    `index_root` is the checkout the repository index reads when it is not `root` (a review
+    whose head files were copied into a scratch directory); None means `root`.
+    """
 
     cwd: Path
     root: Path
+    index_root: Path | None = None
 
 
 def changeset_for_paths(paths: Sequence[str], workspace: Workspace, config: Config) -> ChangeSet:
@@ -85,7 +90,7 @@ def repository_facts(
     """What the rules need to know from other files: the index of the checkout plus config."""
     facts = RepoFacts.build(set(config.session_factories), set())
     if index and any("repo-index" in rule.NEEDS for rule in rules):
-        facts = facts.merged(build_index(workspace.root))
+        facts = facts.merged(build_index(workspace.index_root or workspace.root))
     return facts
 
 

@@ -21,7 +21,7 @@ these rules into the body, so one bad anchor never costs the whole review.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,9 @@ __all__ = [
     "PlannedComment",
     "ReviewPlan",
     "SummaryRow",
+    "listed_fingerprints",
+    "table_cell",
+    "listed_marker",
     "mark_resolved",
     "plan_review",
 ]
@@ -54,6 +57,9 @@ EVENTS = frozenset({"COMMENT", "REQUEST_CHANGES", "APPROVE"})
 RIGHT = "RIGHT"
 # The first line of every review body asyncguard posts (hidden), so its reviews can be found.
 REVIEW_MARKER = "<!-- asyncguard:review -->"
+# The fingerprints of findings a review lists only in its body's table (they have no comment to
+# carry a marker), so that the next run does not list them again.
+_LISTED = re.compile(r"<!-- asyncguard:listed=([A-Za-z0-9_.:,]*) -->")
 # What the poster puts in a comment whose finding is gone (see `mark_resolved`). A comment that
 # carries it is done: it is neither resolved again nor counted as "already reported".
 RESOLVED_NOTE = "**Fixed** since this comment was posted (asyncguard no longer reports it)."
@@ -89,6 +95,7 @@ class SummaryRow:
     path: str
     line: int
     message: str
+    fingerprint: str = ""
 
     def render(self) -> str:
         cells = (
@@ -97,7 +104,7 @@ class SummaryRow:
             code_span(f"{self.path}:{self.line}"),
             _shorten(self.message, MESSAGE_CELL_LIMIT),
         )
-        return "| " + " | ".join(_cell(cell) for cell in cells) + " |"
+        return "| " + " | ".join(table_cell(cell) for cell in cells) + " |"
 
 
 @dataclass(frozen=True)
@@ -134,11 +141,19 @@ class ReviewPlan:
     skipped: int = 0  # findings an earlier run already commented on
     overflow: list[SummaryRow] = field(default_factory=list)  # findings only in the body
     changeset: ChangeSet = field(default_factory=ChangeSet, repr=False)
+    all_fixed: bool = False  # everything reported earlier is fixed and nothing is left
+    listed: list[str] = field(default_factory=list)  # fingerprints shown in the body's table
 
     @property
     def is_empty(self) -> bool:
         """Nothing new and nothing fixed: the poster posts nothing."""
         return not self.comments and not self.overflow and not self.resolved
+
+    @property
+    def needs_review(self) -> bool:
+        """Whether a review is posted: new findings, or the one "all fixed" note. Fixes of
+        some findings only edit their comments, so each push does not notify reviewers."""
+        return bool(self.comments or self.overflow or self.all_fixed)
 
     def to_request(self, commit_id: str) -> dict[str, Any]:
         """The JSON body of `POST /repos/{owner}/{repo}/pulls/{pull_number}/reviews`.
@@ -146,21 +161,39 @@ class ReviewPlan:
         Every comment is checked against the hunks again; one that would be rejected is left out
         and listed in the body instead.
         """
+        valid, invalid = self.placeable()
+        return self.request_with(valid, invalid, commit_id)
+
+    def placeable(self) -> tuple[list[PlannedComment], list[PlannedComment]]:
+        """The comments whose anchors GitHub should accept, and the others."""
         valid = [c for c in self.comments if anchor_problem(c, self.changeset) is None]
         invalid = [c for c in self.comments if anchor_problem(c, self.changeset) is not None]
-        body = self.body
-        if invalid:
-            rows = [c.row or _bare_row(c) for c in invalid]
-            body = _append_section(
-                body,
-                f"{_count(len(rows), 'comment')} could not be placed on the diff:",
-                rows,
+        return valid, invalid
+
+    def request_with(
+        self,
+        comments: Sequence[PlannedComment],
+        dropped: Sequence[PlannedComment],
+        commit_id: str,
+        reason: str = "could not be placed on the diff",
+    ) -> dict[str, Any]:
+        """The request with `comments` inline and `dropped` listed in the body instead."""
+        rows = [c.row or _bare_row(c) for c in dropped]
+        # Room for the marker, counting every row, though only those shown go into it.
+        room = len(listed_marker([*self.listed, *(row.fingerprint for row in rows)])) + 2
+        body, shown = self.body, list[SummaryRow]()
+        if rows:
+            body, shown = _append_section(
+                body, f"{_count(len(rows), 'comment')} {reason}:", rows, limit=BODY_LIMIT - room
             )
+        marker = listed_marker([*self.listed, *(row.fingerprint for row in shown)])
+        if marker:
+            body = f"{body}\n\n{marker}"
         return {
             "commit_id": commit_id,
             "event": self.event,
             "body": body,
-            "comments": [c.to_json() for c in valid],
+            "comments": [c.to_json() for c in comments],
         }
 
 
@@ -174,19 +207,22 @@ def plan_review(
     *,
     max_comments: int,
     event: str = "COMMENT",
+    listed: Collection[str] = (),
 ) -> ReviewPlan:
     """Plan the review for `findings` (of the pull request's head) on `changeset` (its diff).
 
     `file_texts` maps a path to its head text (needed for suggestions); `existing` are the pull
     request's review comments so far. At most `max_comments` inline comments, most severe first;
-    the others, and findings with no line in the diff, go to the body's table.
+    the others, and findings with no line in the diff, go to the body's table. `listed` are the
+    fingerprints earlier reviews listed in their tables (see `listed_fingerprints`): those are
+    not listed again.
     """
     if event not in EVENTS:
         raise ValueError(f"unknown review event {event!r}; expected one of {sorted(EVENTS)}")
     max_comments = max(0, max_comments)
 
     ours = [(comment, fp) for comment in existing if (fp := _live_fingerprint(comment))]
-    posted = {fp for _, fp in ours}
+    posted = {fp for _, fp in ours} | set(listed)
     current = {finding.fingerprint for finding in findings if finding.fingerprint}
     resolved = sorted({comment.id for comment, fp in ours if fp not in current})
 
@@ -218,7 +254,7 @@ def plan_review(
         else:
             comments.append(planned)
 
-    body = _summary(
+    body, listed_rows = _summary(
         new,
         comments=len(comments),
         overflow=overflow,
@@ -228,6 +264,8 @@ def plan_review(
         all_fixed=bool(resolved) and not findings,
     )
     return ReviewPlan(
+        all_fixed=bool(resolved) and not findings,
+        listed=[row.fingerprint for row in listed_rows if row.fingerprint],
         comments=comments,
         body=body,
         event=event,
@@ -236,6 +274,20 @@ def plan_review(
         overflow=overflow,
         changeset=changeset,
     )
+
+
+def listed_marker(fingerprints: Sequence[str]) -> str:
+    """The hidden line that records the fingerprints a review body lists."""
+    unique = list(dict.fromkeys(fp for fp in fingerprints if fp))
+    return f"<!-- asyncguard:listed={','.join(unique)} -->" if unique else ""
+
+
+def listed_fingerprints(body: str) -> set[str]:
+    """The fingerprints an earlier asyncguard review body listed in its table."""
+    found: set[str] = set()
+    for match in _LISTED.finditer(body or ""):
+        found.update(fp for fp in match.group(1).split(",") if fp)
+    return found
 
 
 def mark_resolved(body: str) -> str:
@@ -338,7 +390,7 @@ def _summary(
     skipped: int,
     resolved: int,
     all_fixed: bool,
-) -> str:
+) -> tuple[str, list[SummaryRow]]:
     parts = [REVIEW_MARKER]
     if new:
         counts = [
@@ -368,25 +420,38 @@ def _summary(
             f"not shown inline (over the limit of {max_comments} comments, or not on a "
             "changed line):"
         )
-        body = _append_section(body, f"{_count(len(overflow), 'problem')} {reason}", overflow)
-    return body
+        # Room is left for the hidden list of these findings' fingerprints (see `request_with`).
+        reserve = len(listed_marker([row.fingerprint for row in overflow])) + 2
+        body, shown = _append_section(
+            body,
+            f"{_count(len(overflow), 'problem')} {reason}",
+            overflow,
+            limit=BODY_LIMIT - reserve,
+        )
+        return body, shown
+    return body, []
 
 
-def _append_section(body: str, title: str, rows: Sequence[SummaryRow]) -> str:
-    """`body` with a table of `rows` appended, cut (with a count of the rest) to BODY_LIMIT."""
+def _append_section(
+    body: str, title: str, rows: Sequence[SummaryRow], limit: int = BODY_LIMIT
+) -> tuple[str, list[SummaryRow]]:
+    """`body` with a table of `rows` appended, cut (with a count of the rest) to `limit`;
+    also the rows that made it into the table."""
     header = f"{body}\n\n{title}\n\n| Severity | Rule | Location | Message |\n|---|---|---|---|"
     lines: list[str] = []
+    shown: list[SummaryRow] = []
     size = len(header)
     for index, row in enumerate(rows):
         line = row.render()
         rest = len(rows) - index - 1
         tail = 60  # room for the "... and N more" line
-        if size + 1 + len(line) + (tail if rest else 0) > BODY_LIMIT:
+        if size + 1 + len(line) + (tail if rest else 0) > limit:
             lines.append(f"\n*… and {len(rows) - index} more not listed.*")
             break
         lines.append(line)
+        shown.append(row)
         size += 1 + len(line)
-    return "\n".join([header, *lines])
+    return "\n".join([header, *lines]), shown
 
 
 def _row(finding: Finding) -> SummaryRow:
@@ -396,6 +461,7 @@ def _row(finding: Finding) -> SummaryRow:
         path=finding.path,
         line=finding.span.start_line,
         message=finding.message,
+        fingerprint=finding.fingerprint,
     )
 
 
@@ -403,7 +469,7 @@ def _bare_row(comment: PlannedComment) -> SummaryRow:
     return SummaryRow(Severity.INFO, "", comment.path, comment.line, "")
 
 
-def _cell(text: str) -> str:
+def table_cell(text: str) -> str:
     """Text as one table cell: one line, pipes escaped, no HTML comment that could hide the rest."""
     text = _CELL_BREAKS.sub(" ", text.strip())
     text = _COMMENT_OPENER.sub("&lt;", text)

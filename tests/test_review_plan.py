@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 
 from bot.changeset import ChangeSet, FileChange, FileStatus, Hunk
-from bot.comments import marker, parse_marker
+from bot.comments import BODY_LIMIT, marker, parse_marker
 from bot.findings import Edit, Finding, Fix, FixSafety, RelatedLocation, Severity, Span
 from bot.review_plan import (
     RESOLVED_NOTE,
     ExistingComment,
     PlannedComment,
     ReviewPlan,
+    listed_fingerprints,
     mark_resolved,
     plan_review,
 )
@@ -319,7 +320,10 @@ def test_to_request_shape_matches_the_openapi_schema() -> None:
     jsonschema.validate(request, _schema())
     assert request["commit_id"] == "0123abc"
     assert request["event"] == "REQUEST_CHANGES"
-    assert request["body"] == plan.body
+    # The finding off the diff is listed in the body, its fingerprint hidden at the end so the
+    # next run does not list it again.
+    assert request["body"] == plan.body + "\n\n<!-- asyncguard:listed=fp20 -->"
+    assert listed_fingerprints(request["body"]) == {"fp20"}
     assert [set(c) for c in request["comments"]] == [
         {"path", "line", "side", "start_line", "start_side", "body"},
         {"path", "line", "side", "body"},
@@ -358,3 +362,33 @@ def test_body_table_is_capped() -> None:
     plan = _plan(findings)
     assert len(plan.body) <= 65_000
     assert "more not listed" in plan.body
+
+
+def test_a_review_is_posted_for_new_findings_or_the_all_fixed_note_only() -> None:
+    assert _plan([_finding(6)]).needs_review
+    assert _plan([], [_existing(1, "a")]).needs_review  # everything fixed: said once
+    partly = _plan([_finding(6)], [_existing(1, "fp6"), _existing(2, "gone")])
+    assert not partly.needs_review  # one fixed, one still there: only the edit
+    assert partly.resolved == [2]
+    assert not _plan([]).needs_review
+
+
+def test_findings_listed_by_an_earlier_review_are_not_listed_again() -> None:
+    first = _plan([_finding(20), _finding(6)])
+    body = first.to_request("abc")["body"]
+    assert listed_fingerprints(body) == {"fp20"}
+    again = _plan([_finding(20), _finding(6)], [_existing(1, "fp6")], listed={"fp20"})
+    assert not again.needs_review
+    assert again.skipped == 2
+    assert again.overflow == []
+
+
+def test_the_listed_marker_fits_under_the_body_limit() -> None:
+    findings = [_finding(2000 + n, message="m" * 290) for n in range(400)]
+    plan = _plan(findings, max_comments=0)
+    body = plan.to_request("abc")["body"]
+    assert len(body) <= BODY_LIMIT
+    assert body.endswith("-->")
+    listed = listed_fingerprints(body)
+    assert 0 < len(listed) < 400  # only the rows the table could show
+    assert all(f"`{PATH}:{int(fp[2:])}`" in body for fp in listed)
