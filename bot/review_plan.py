@@ -47,10 +47,10 @@ __all__ = [
     "ReviewPlan",
     "SummaryRow",
     "listed_fingerprints",
-    "table_cell",
     "listed_marker",
     "mark_resolved",
     "plan_review",
+    "table_cell",
 ]
 
 EVENTS = frozenset({"COMMENT", "REQUEST_CHANGES", "APPROVE"})
@@ -175,18 +175,33 @@ class ReviewPlan:
         comments: Sequence[PlannedComment],
         dropped: Sequence[PlannedComment],
         commit_id: str,
-        reason: str = "could not be placed on the diff",
+        refused: Sequence[PlannedComment] = (),
     ) -> dict[str, Any]:
-        """The request with `comments` inline and `dropped` listed in the body instead."""
-        rows = [c.row or _bare_row(c) for c in dropped]
+        """The request with `comments` inline; `dropped` (anchors the plan could not place) and
+        `refused` (anchors GitHub refused) are listed in the body instead."""
+        sections = [
+            ("could not be placed on the diff", [c.row or _bare_row(c) for c in dropped]),
+            (
+                "refused by GitHub (line not in its diff)",
+                [c.row or _bare_row(c) for c in refused],
+            ),
+        ]
+        every = [row.fingerprint for _, rows in sections for row in rows]
         # Room for the marker, counting every row, though only those shown go into it.
-        room = len(listed_marker([*self.listed, *(row.fingerprint for row in rows)])) + 2
-        body, shown = self.body, list[SummaryRow]()
-        if rows:
-            body, shown = _append_section(
-                body, f"{_count(len(rows), 'comment')} {reason}:", rows, limit=BODY_LIMIT - room
+        room = len(listed_marker([*self.listed, *every])) + 2
+        body = self.body
+        if len(comments) != len(self.comments):
+            body = body.replace(
+                _inline_sentence(len(self.comments)), _inline_sentence(len(comments))
             )
-        marker = listed_marker([*self.listed, *(row.fingerprint for row in shown)])
+        shown_fingerprints: list[str] = []
+        for reason, rows in sections:
+            if rows:
+                body, shown = _append_section(
+                    body, f"{_count(len(rows), 'comment')} {reason}:", rows, limit=BODY_LIMIT - room
+                )
+                shown_fingerprints.extend(row.fingerprint for row in shown)
+        marker = listed_marker([*self.listed, *shown_fingerprints])
         if marker:
             body = f"{body}\n\n{marker}"
         return {
@@ -402,7 +417,7 @@ def _summary(
             f"**asyncguard** found {_count(len(new), 'new problem')}: {', '.join(counts)}."
         )
         if comments:
-            parts.append(f"{_count(comments, 'inline comment')} below.")
+            parts.append(_inline_sentence(comments))
     elif all_fixed:
         parts.append(
             "**asyncguard**: everything reported earlier on this pull request is fixed. "
@@ -430,6 +445,10 @@ def _summary(
         )
         return body, shown
     return body, []
+
+
+def _inline_sentence(count: int) -> str:
+    return f"{_count(count, 'inline comment')} below." if count else "No inline comments."
 
 
 def _append_section(

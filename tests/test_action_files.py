@@ -271,16 +271,50 @@ def test_the_action_and_the_image_run_asyncguard_review(
     assert entrypoint + (args if args else cmd) == ["asyncguard", "review"]
 
 
-@pytest.mark.skip(reason="the reader of the INPUT_* variables is not wired yet (the lead wires it)")
-def test_every_input_is_read_by_the_python_side() -> None:
-    # The runner passes each input as INPUT_<ID uppercased>, hyphens kept (INPUT_FAIL-ON).
-    sources = "\n".join(
-        path.read_text(encoding="utf-8") for path in sorted((PROJECT_ROOT / "bot").rglob("*.py"))
+def test_every_input_is_read_by_the_review_command() -> None:
+    # The runner passes each input as INPUT_<ID uppercased>, hyphens kept (INPUT_FAIL-ON); a
+    # value other than the default must reach the review.
+    import argparse
+
+    from bot.github.command import _options, _target, add_review_arguments
+
+    parser = argparse.ArgumentParser()
+    add_review_arguments(parser)
+    args = parser.parse_args([])
+    given = {
+        "github-token": "ghs_given",
+        "config": "services/api/.asyncguard.toml",
+        "fail-on": "warning",
+        "filter-mode": "file",
+        "max-comments": "7",
+        "review-event": "REQUEST_CHANGES",
+        "config-from": "head",
+        "working-directory": "services/api",
+    }
+    assert set(given) == set(EXPECTED_INPUTS)
+    env = {f"INPUT_{name.upper()}": value for name, value in given.items()}
+    options = _options(args, env)
+    assert (
+        options.config_path,
+        options.fail_on,
+        options.filter_mode,
+        options.max_comments,
+        options.review_event,
+        options.config_from,
+        options.working_directory,
+    ) == (
+        "services/api/.asyncguard.toml",
+        "warning",
+        "file",
+        7,
+        "REQUEST_CHANGES",
+        "head",
+        "services/api",
     )
-    unread = [
-        input_id for input_id in EXPECTED_INPUTS if f"INPUT_{input_id.upper()}" not in sources
-    ]
-    assert not unread, f"inputs the Python side never reads: {unread}"
+    target = _target(
+        parser.parse_args(["--repo", "octo/app", "--pr", "1"]), {**env, "GITHUB_TOKEN": "other"}
+    )
+    assert target.token == "ghs_given"  # the input wins over the job's GITHUB_TOKEN
 
 
 def test_action_yml_matches_the_action_schema(action: dict[str, Any]) -> None:
@@ -421,3 +455,11 @@ def test_every_file_the_build_copies_is_in_the_context(dockerignore_lines: list[
                 assert not excluded_by_dockerignore(relative, dockerignore_lines), relative
     # What hatchling needs: the metadata, the readme and the packages with the version.
     assert {"pyproject.toml", "README.md", "bot/", "rules/"} <= set(sources)
+
+
+def test_the_readme_shows_the_example_workflow_as_it_is() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- workflow:start -->\n```yaml\n", "```\n<!-- workflow:end -->"
+    assert start in readme and end in readme
+    shown = readme.split(start, 1)[1].split(end, 1)[0]
+    assert shown == WORKFLOW_FILE.read_text(encoding="utf-8")

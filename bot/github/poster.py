@@ -40,7 +40,6 @@ __all__ = ["Existing", "PostResult", "post_review", "read_existing"]
 RECONCILE_ATTEMPTS = 3
 MAX_PROBES = 64  # pending reviews tried while looking for refused comments
 DISMISS_MESSAGE = "asyncguard: every problem this review reported is fixed."
-REFUSED_REASON = "were refused by GitHub (line not in the diff)"
 
 
 @dataclass
@@ -111,7 +110,7 @@ def post_review(
             if not refused:
                 raise  # every comment passes on its own: the 422 is about something else
             kept = [c for c in placeable if c not in refused]
-            request = plan.request_with(kept, [*unplaceable, *refused], pull.head_sha)
+            request = plan.request_with(kept, unplaceable, pull.head_sha, refused=refused)
             result.review = _create(api, pull, request)
             result.comments, result.refused = len(kept), len(refused)
     bodies = {comment.id: comment.body for comment in existing.comments}
