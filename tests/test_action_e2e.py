@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.fake_github import FakeGitHub
+from tests.github_schema import SKIP_REASON, schema_for, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples"
@@ -88,6 +89,19 @@ def fake(repo: Path) -> Any:
     with FakeGitHub(repo) as server:
         server.set_pull(base="main", head="feature")
         yield server
+        # Every write any test made must be one GitHub's API accepts, by its official schema.
+        for request in server.writes():
+            validate(request.method, request.path, request.body)
+        assert server.errors == []
+
+
+def test_the_writes_are_checked_against_githubs_schema() -> None:
+    if schema_for("POST", "/repos/octo/app/pulls/7/reviews") is None:
+        pytest.skip(SKIP_REASON)
+    import jsonschema
+
+    with pytest.raises(jsonschema.ValidationError, match="LGTM"):
+        validate("POST", "/repos/octo/app/pulls/7/reviews", {"event": "LGTM"})
 
 
 def _event(fake: FakeGitHub, action: str = "synchronize") -> dict[str, Any]:
