@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from github import Auth, Consts
+from github import Auth
 from github.Requester import Requester
 
 from bot import __version__
@@ -48,6 +48,8 @@ READ_ATTEMPTS = 4  # the first try plus three retries, 1 s, 2 s, 4 s apart (with
 RATE_LIMIT_ATTEMPTS = 5
 DEFAULT_MAX_WAIT = 300.0  # seconds; a longer rate-limit wait fails the run instead
 PER_PAGE = 100
+JSON_MEDIA_TYPE = "application/vnd.github+json"
+API_VERSION = "2022-11-28"
 _NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
 
 
@@ -258,7 +260,7 @@ class GitHubApi:
         idempotent: bool,
     ) -> Response:
         """One request, repeated only while GitHub answers with a rate limit."""
-        headers = {"Accept": accept} if accept else {"Accept": Consts.defaultMediaType}
+        headers = {"Accept": accept or JSON_MEDIA_TYPE, "X-GitHub-Api-Version": API_VERSION}
         for _ in range(RATE_LIMIT_ATTEMPTS):
             status, response_headers, text = self._requester.requestJson(
                 method, path, dict(params) if params else None, headers, body

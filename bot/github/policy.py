@@ -9,6 +9,7 @@ discovery and validation behave exactly as they do locally.
 
 from __future__ import annotations
 
+import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -160,7 +161,10 @@ def load_policy(
         explicit = view / _clean(config_path) if config_path else None
         config = load_config(view / start, rules, explicit=explicit)
     except ConfigError as error:
-        message = str(error).replace(f"{view}/", "").replace(str(view), ".")
+        message = str(error)
+        # Loaders show a path relative to the working directory when it is inside it.
+        for shown in {str(view), os.path.relpath(view)}:
+            message = message.replace(f"{shown}/", "")
         raise ConfigError(f"{message} (read from {reader.label})") from None
     config_dir = _relative_dir(config.root, view)
     config = config.model_copy(update={"root": repo_root / config_dir})

@@ -55,7 +55,8 @@ DIFF = "application/vnd.github.diff"
 
 # `from .x import y`, `from a.b import c`, `import a.b` at the start of a line.
 _IMPORT = re.compile(
-    r"^[ \t]*(?:from[ \t]+(\.*)([\w.]*)[ \t]+import\b|import[ \t]+([\w.]+))", re.MULTILINE
+    r"^[ \t]*(?:from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+\(?([\w, \t]*)|import[ \t]+([\w.]+))",
+    re.MULTILINE,
 )
 _STATUS = {
     "added": FileStatus.ADDED,
@@ -260,13 +261,16 @@ def imported_modules(texts: Mapping[str, bytes], changeset: ChangeSet) -> list[s
     for path, data in texts.items():
         package = PurePosixPath(path).parts[:-1]
         for match in _IMPORT.finditer(data.decode("utf-8", "replace")):
-            dots, module = match.group(1) or "", match.group(2) or match.group(3) or ""
+            dots, module = match.group(1) or "", match.group(2) or match.group(4) or ""
             if dots:
                 if len(dots) - 1 > len(package):
                     continue
                 base = package[: len(package) - (len(dots) - 1)]
-                dotted = "/".join([*base, *module.split(".")]) if module else "/".join(base)
-                candidates = [dotted]
+                if module:
+                    candidates = ["/".join([*base, *module.split(".")])]
+                else:  # `from . import models`: the names are the modules
+                    names = [n.strip() for n in (match.group(3) or "").split(",") if n.strip()]
+                    candidates = ["/".join([*base, name]) for name in names]
             else:
                 top = module.split(".")[0]
                 relative = module.replace(".", "/")
