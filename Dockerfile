@@ -13,8 +13,10 @@ RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
 # Final stage: the slim runtime, git and the wheel with its runtime dependencies (no dev extras).
 FROM python:3.12-slim-bookworm
 
+# ASYNCGUARD_HOST: in a container the server must listen on every interface to be reachable.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    ASYNCGUARD_HOST=0.0.0.0 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 

@@ -66,6 +66,7 @@ class ReviewOutcome:
     refused: int = 0  # comments GitHub refused, listed in the body instead
     read_only: bool = False  # the token could not write (fork): nothing was posted
     post_error: str = ""  # posting failed for another reason (the findings are still here)
+    post_status: int | None = None  # GitHub's status for that failure (None: no answer)
     skipped: str = ""  # why nothing was reviewed (closed, head moved on), else ""
     writes: list[dict[str, Any]] = field(default_factory=list)
     config: Config | None = None
@@ -142,12 +143,22 @@ def review_pull_request(
         listed=existing.listed,
     )
     outcome.already_reported = plan.skipped
+    if expected_head_sha and plan.needs_review:
+        # The review took a while: a push meanwhile makes this one stale, and its own run
+        # will post the review of the newer head.
+        current = fetch_pull_request(api, repository, number)
+        if current.head_sha != expected_head_sha:
+            outcome.skipped = (
+                f"the head moved on to {current.head_sha[:12]} during the review; "
+                "the newer commit gets its own review"
+            )
+            return outcome
     try:
         result = post_review(api, pull, plan, existing)
     except WriteForbidden:
         outcome.read_only = True
     except GitHubError as error:
-        outcome.post_error = str(error)
+        outcome.post_error, outcome.post_status = str(error), error.status
     else:
         outcome.posted = result.review is not None or (api.dry_run and plan.needs_review)
         outcome.review_id, outcome.review_url = result.review_id, result.review_url
