@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.example_pr import example_repo, git
 from tests.fake_github import FakeGitHub
 from tests.github_schema import SKIP_REASON, schema_for, validate
 
@@ -50,38 +50,11 @@ users, orders = await asyncio.gather(
 """
 
 
-def _git(repo: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull)
-    done = subprocess.run(
-        ["git", "-c", "user.email=dev@example.com", "-c", "user.name=Dev", *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """The example pull request as a repository: `main` (base) and `feature` (head)."""
-    path = tmp_path / "repo"
-    path.mkdir()
-    _git(path, "init", "-q", "-b", "main")
-    shutil.copytree(EXAMPLE / "app", path / "app")
-    _git(path, "apply", "-R", str(EXAMPLE / "change.diff"))
-    skill = path / ".claude" / "skills" / "async" / "SKILL.md"
-    skill.parent.mkdir(parents=True)
-    skill.write_text(SKILL, encoding="utf-8")
-    _git(path, "add", "-A")
-    _git(path, "commit", "-q", "-m", "base")
-    _git(path, "checkout", "-q", "-b", "feature")
-    _git(path, "apply", str(EXAMPLE / "change.diff"))
-    _git(path, "add", "-A")
-    _git(path, "commit", "-q", "-m", "change")
-    return path
+    """The example pull request as a repository: `main` (base) and `feature` (head), with a
+    skill file of the test's own on the base."""
+    return example_repo(tmp_path / "repo", {".claude/skills/async/SKILL.md": SKILL})
 
 
 @pytest.fixture
@@ -246,7 +219,7 @@ def test_a_fix_commit_marks_the_fixed_comment_and_all_fixed_is_said_once(
         "\n".join(line for line in text.splitlines() if "create_task" not in line) + "\n",
         encoding="utf-8",
     )
-    _git(repo, "commit", "-q", "-am", "keep no task")
+    git(repo, "commit", "-q", "-am", "keep no task")
     fake.set_pull(base="main", head="feature")
     done, _, _ = _run(fake, repo, tmp_path)
     patches = [r for r in fake.writes() if r.method == "PATCH"]
@@ -256,9 +229,9 @@ def test_a_fix_commit_marks_the_fixed_comment_and_all_fixed_is_said_once(
     assert fixed["body"].rstrip().endswith("-->")  # the marker stays last
     assert len(fake.reviews) == 1  # a partial fix only edits the comment
 
-    _git(repo, "checkout", "-q", "main", "--", "app")  # back to the base: nothing left
-    _git(repo, "rm", "-q", "app/cache.py")
-    _git(repo, "commit", "-q", "-am", "revert")
+    git(repo, "checkout", "-q", "main", "--", "app")  # back to the base: nothing left
+    git(repo, "rm", "-q", "app/cache.py")
+    git(repo, "commit", "-q", "-am", "revert")
     fake.set_pull(base="main", head="feature")
     done, outputs, _ = _run(fake, repo, tmp_path)
     assert done.returncode == 0, done.stderr
@@ -349,12 +322,12 @@ def test_other_events_exit_0_with_a_notice(fake: FakeGitHub, repo: Path, tmp_pat
 def test_a_broken_config_on_the_base_is_one_line_and_exit_2(
     fake: FakeGitHub, repo: Path, tmp_path: Path
 ) -> None:
-    _git(repo, "checkout", "-q", "main")
+    git(repo, "checkout", "-q", "main")
     (repo / ".asyncguard.toml").write_text('fail-on = "sometimes"\n', encoding="utf-8")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "config")
-    _git(repo, "checkout", "-q", "feature")
-    _git(repo, "rebase", "-q", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "config")
+    git(repo, "checkout", "-q", "feature")
+    git(repo, "rebase", "-q", "main")
     fake.set_pull(base="main", head="feature")
     done, _, _ = _run(fake, repo, tmp_path)
     assert done.returncode == 2
@@ -369,8 +342,8 @@ def test_the_config_of_the_base_wins_over_the_head(
     fake: FakeGitHub, repo: Path, tmp_path: Path
 ) -> None:
     (repo / ".asyncguard.toml").write_text('[severity]\nAG201 = "off"\n', encoding="utf-8")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "switch the rule off in the pull request")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "switch the rule off in the pull request")
     fake.set_pull(base="main", head="feature")
     _run(fake, repo, tmp_path)
     assert any(c["body"].startswith("**AG201") for c in fake.comments)
@@ -388,12 +361,12 @@ def test_the_merge_commit_checkout_gives_the_heads_line_numbers(
     _run(fake, repo, tmp_path)
     at_head = sorted((c["path"], c["line"]) for c in fake.comments)
     # actions/checkout's default: a merge commit of the head into the base, one more line above.
-    _git(repo, "checkout", "-q", "main")
+    git(repo, "checkout", "-q", "main")
     routes = repo / "app" / "routes.py"
     routes.write_text("# base moved on\n" + routes.read_text(encoding="utf-8"), encoding="utf-8")
-    _git(repo, "commit", "-q", "-am", "base moves")
-    _git(repo, "checkout", "-q", "--detach", "main")
-    _git(repo, "merge", "-q", "--no-edit", "feature")
+    git(repo, "commit", "-q", "-am", "base moves")
+    git(repo, "checkout", "-q", "--detach", "main")
+    git(repo, "merge", "-q", "--no-edit", "feature")
     merged = tmp_path / "merged"
     merged.mkdir()
     with FakeGitHub(repo) as other:

@@ -7,10 +7,7 @@ the head with three findings, `feature2` one more commit on top of it with a fou
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -20,6 +17,8 @@ import pytest
 import requests
 
 from bot.github.api import READ_ATTEMPTS
+from tests.example_pr import example_repo as shared_example_repo
+from tests.example_pr import git
 from tests.fake_github import FakeGitHub
 
 from .support import (
@@ -42,35 +41,10 @@ REVIEWS_PATH = r"^/repos/octo/app/pulls/7/reviews$"
 StartServer = Callable[..., ServerProcess]
 
 
-def git(repo: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull)
-    done = subprocess.run(
-        ["git", "-c", "user.email=dev@example.com", "-c", "user.name=Dev", *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
-
 def example_repo(path: Path, base_files: dict[str, str] | None = None) -> Path:
-    """`main`: the example app before the change (plus `base_files`); `feature`: after it;
-    `feature2`: one more commit, with one more finding (a task nothing keeps)."""
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    shutil.copytree(EXAMPLE / "app", path / "app")
-    git(path, "apply", "-R", str(EXAMPLE / "change.diff"))
-    for name, text in (base_files or {}).items():
-        (path / name).write_text(text)
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "base")
-    git(path, "checkout", "-q", "-b", "feature")
-    git(path, "apply", str(EXAMPLE / "change.diff"))
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "change")
+    """The example pull request (`main`, `feature`), plus `feature2`: one more commit, with one
+    more finding (a task nothing keeps)."""
+    shared_example_repo(path, base_files)
     git(path, "checkout", "-q", "-b", "feature2")
     with (path / "app" / "routes.py").open("a") as routes:
         routes.write(
