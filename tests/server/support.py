@@ -355,7 +355,10 @@ class ServerProcess:
 
     def records(self, msg: str | None = None, **match: Any) -> list[dict[str, Any]]:
         found = []
-        for line in self.output().splitlines():
+        text = self.output()
+        # The server may be writing the last line right now: only whole lines count.
+        complete = text[: text.rfind("\n") + 1]
+        for line in complete.splitlines():
             if not line.startswith("{"):
                 continue
             record = json.loads(line)
