@@ -242,7 +242,6 @@ def _report(
     if outcome.skipped:
         print(f"asyncguard: nothing to review: {outcome.skipped}")
         return EXIT_OK
-    report = outcome.report
     sarif_path = _sarif_path(args, env, target)
     if sarif_path is not None:
         _write_sarif(outcome, sarif_path)
@@ -254,11 +253,10 @@ def _report(
         if outcome.read_only or outcome.post_error:
             _annotate(outcome)
     if target.in_action and not args.dry_run:
-        _write_outputs(env, outcome, sarif_path, target)
-        _write_summary(env, outcome, target)
+        _write_outputs(env, outcome, sarif_path)
+        _write_summary(env, outcome)
     if outcome.post_error:
         return EXIT_ERROR
-    del report
     return EXIT_FINDINGS if outcome.failed else EXIT_OK
 
 
@@ -336,9 +334,7 @@ def _write_sarif(outcome: ReviewOutcome, path: Path) -> None:
         raise ReviewUsageError(f"cannot write {path}: {error.strerror}") from None
 
 
-def _write_outputs(
-    env: Mapping[str, str], outcome: ReviewOutcome, sarif: Path | None, target: _Target
-) -> None:
+def _write_outputs(env: Mapping[str, str], outcome: ReviewOutcome, sarif: Path | None) -> None:
     output = env.get("GITHUB_OUTPUT")
     if not output:
         return
@@ -357,16 +353,14 @@ def _write_outputs(
         "sarif-file": sarif_value,
     }
     _append(Path(output), "".join(f"{key}={value}\n" for key, value in values.items()))
-    del target
 
 
-def _write_summary(env: Mapping[str, str], outcome: ReviewOutcome, target: _Target) -> None:
+def _write_summary(env: Mapping[str, str], outcome: ReviewOutcome) -> None:
     summary = env.get("GITHUB_STEP_SUMMARY")
     if not summary:
         return
     server = (env.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/")
     _append(Path(summary), job_summary(outcome, server))
-    del target
 
 
 def job_summary(outcome: ReviewOutcome, server_url: str) -> str:
