@@ -447,3 +447,28 @@ def test_readme_sample_comment_is_generated_from_a_real_run(
         "the README's sample comment is stale: run "
         "`ASYNCGUARD_UPDATE_SAMPLES=1 .venv/bin/python -m pytest tests/test_action_e2e.py -k readme`"
     )
+
+
+def test_a_force_push_during_the_review_skips_instead_of_failing(
+    fake: FakeGitHub, repo: Path
+) -> None:
+    from github import Auth
+
+    from bot.github.api import GitHubApi
+    from bot.github.review import review_pull_request
+
+    git(repo, "checkout", "-q", "-b", "rewritten", "main")
+    (repo / "app" / "extra.py").write_text("VALUE = 1\n", encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "force-pushed history")
+
+    class PushesMidway(GitHubApi):
+        def write(self, method: str, path: str, body: Any = None) -> Any:
+            fake.set_pull(base="main", head="rewritten")  # the old head leaves the pull request
+            return super().write(method, path, body)
+
+    api = PushesMidway(Auth.Token("t"), fake.url, seconds_between_writes=None, sleep=lambda _: None)
+    outcome = review_pull_request(api, "octo/app", 7)
+    assert outcome.skipped.startswith("the head moved on")
+    assert outcome.post_error == ""
+    assert fake.reviews == []

@@ -159,6 +159,11 @@ def review_pull_request(
         outcome.read_only = True
     except GitHubError as error:
         outcome.post_error, outcome.post_status = str(error), error.status
+        if error.status == 422 and _head_moved(api, pull):
+            # GitHub refuses comments on a commit that is no longer the pull request's head
+            # (a force-push during the review); the run for the new head reviews it.
+            outcome.post_error, outcome.post_status = "", None
+            outcome.skipped = "the head moved on during the review (force-push)"
     else:
         outcome.posted = result.review is not None or (api.dry_run and plan.needs_review)
         outcome.review_id, outcome.review_url = result.review_id, result.review_url
@@ -167,6 +172,13 @@ def review_pull_request(
         outcome.resolved = result.resolved
     outcome.writes = list(api.writes)
     return outcome
+
+
+def _head_moved(api: GitHubApi, pull: PullRequest) -> bool:
+    try:
+        return fetch_pull_request(api, pull.repository, pull.number).head_sha != pull.head_sha
+    except GitHubError:
+        return False
 
 
 def _policy(
