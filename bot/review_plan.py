@@ -50,6 +50,7 @@ __all__ = [
     "listed_marker",
     "mark_resolved",
     "plan_review",
+    "severity_counts",
     "table_cell",
 ]
 
@@ -291,6 +292,15 @@ def plan_review(
     )
 
 
+def severity_counts(findings: Sequence[Finding]) -> str:
+    """ "2 errors, 1 warning": the non-zero counts by severity, most severe first."""
+    return ", ".join(
+        f"{n} {_SEVERITY_WORDS[severity][n != 1]}"
+        for severity in (Severity.ERROR, Severity.WARNING, Severity.INFO)
+        if (n := sum(1 for finding in findings if finding.severity is severity))
+    )
+
+
 def listed_marker(fingerprints: Sequence[str]) -> str:
     """The hidden line that records the fingerprints a review body lists."""
     unique = list(dict.fromkeys(fp for fp in fingerprints if fp))
@@ -408,13 +418,8 @@ def _summary(
 ) -> tuple[str, list[SummaryRow]]:
     parts = [REVIEW_MARKER]
     if new:
-        counts = [
-            f"{n} {_SEVERITY_WORDS[severity][n != 1]}"
-            for severity in (Severity.ERROR, Severity.WARNING, Severity.INFO)
-            if (n := sum(1 for finding in new if finding.severity is severity))
-        ]
         parts.append(
-            f"**asyncguard** found {_count(len(new), 'new problem')}: {', '.join(counts)}."
+            f"**asyncguard** found {_count(len(new), 'new problem')}: {severity_counts(new)}."
         )
         if comments:
             parts.append(_inline_sentence(comments))

@@ -191,7 +191,7 @@ class GitHubApi:
         if self.dry_run:
             return None
         try:
-            response = self._send(method, path, None, body, accept=None, idempotent=False)
+            response = self._send(method, path, None, body, accept=None)
         except (requests.ConnectionError, requests.Timeout) as error:
             raise UncertainWrite(
                 f"{method} {record['path']}: no answer from GitHub ({type(error).__name__})"
@@ -226,7 +226,7 @@ class GitHubApi:
         for attempt in range(READ_ATTEMPTS):
             last = attempt == READ_ATTEMPTS - 1
             try:
-                response = self._send("GET", path, params, None, accept=accept, idempotent=True)
+                response = self._send("GET", path, params, None, accept=accept)
             except (requests.ConnectionError, requests.Timeout) as error:
                 if last:
                     raise GitHubError(
@@ -257,7 +257,6 @@ class GitHubApi:
         body: Mapping[str, Any] | None,
         *,
         accept: str | None,
-        idempotent: bool,
     ) -> Response:
         """One request, repeated only while GitHub answers with a rate limit."""
         headers = {"Accept": accept or JSON_MEDIA_TYPE, "X-GitHub-Api-Version": API_VERSION}

@@ -285,14 +285,12 @@ def _status_line(outcome: ReviewOutcome) -> str:
 
 
 def _counts(findings: list[Finding]) -> str:
+    from bot.review_plan import severity_counts
+
     if not findings:
         return "no findings"
-    parts = [
-        f"{n} {severity.value}{'s' if n != 1 and severity is not Severity.INFO else ''}"
-        for severity in (Severity.ERROR, Severity.WARNING, Severity.INFO)
-        if (n := sum(1 for f in findings if f.severity is severity))
-    ]
-    return f"{len(findings)} finding{'s' if len(findings) != 1 else ''} ({', '.join(parts)})"
+    plural = "s" if len(findings) != 1 else ""
+    return f"{len(findings)} finding{plural} ({severity_counts(findings)})"
 
 
 def _annotate(outcome: ReviewOutcome) -> None:

@@ -18,7 +18,7 @@ from typing import Protocol
 from bot.config import CONFIG_FILENAME, PYPROJECT_FILENAME, Config, ConfigError, load_config
 from bot.git import has_commit, list_files, read_blobs
 from bot.github.api import GitHubApi, quote_path
-from bot.github.sources import fetch_file
+from bot.github.sources import fetch_file, write_file
 from bot.ruleinfo import RuleInfo
 from bot.skill import MAX_SKILL_BYTES, SKILL_GLOBS, Skill, load_skill
 
@@ -155,7 +155,7 @@ def load_policy(
     for path in wanted:
         data = reader.read(path)
         if data is not None:
-            _write(view, path, data)
+            write_file(view, path, data)
     (view / start).mkdir(parents=True, exist_ok=True)
     try:
         explicit = view / _clean(config_path) if config_path else None
@@ -189,7 +189,7 @@ def _load_skill(
             continue
         data = reader.read(path)
         if data is not None and len(data) <= MAX_SKILL_BYTES:
-            _write(view, path, data)
+            write_file(view, path, data)
     return load_skill(view / config_dir if config_dir else view, configured)
 
 
@@ -219,9 +219,3 @@ def _relative_dir(root: Path, view: Path) -> str:
     except ValueError:
         return ""
     return "" if relative == "." else relative
-
-
-def _write(view: Path, path: str, data: bytes) -> None:
-    target = view / path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)

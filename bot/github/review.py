@@ -143,16 +143,13 @@ def review_pull_request(
         listed=existing.listed,
     )
     outcome.already_reported = plan.skipped
-    if expected_head_sha and plan.needs_review:
+    if expected_head_sha and plan.needs_review and _head_moved(api, pull):
         # The review took a while: a push meanwhile makes this one stale, and its own run
         # will post the review of the newer head.
-        current = fetch_pull_request(api, repository, number)
-        if current.head_sha != expected_head_sha:
-            outcome.skipped = (
-                f"the head moved on to {current.head_sha[:12]} during the review; "
-                "the newer commit gets its own review"
-            )
-            return outcome
+        outcome.skipped = (
+            "the head moved on during the review; the newer commit gets its own review"
+        )
+        return outcome
     try:
         result = post_review(api, pull, plan, existing)
     except WriteForbidden:

@@ -44,6 +44,7 @@ __all__ = [
     "PullTree",
     "fetch_file",
     "pull_tree",
+    "write_file",
 ]
 
 MAX_API_FILES = 3000  # GitHub lists at most this many files of a pull request
@@ -105,7 +106,7 @@ def pull_tree(api: GitHubApi, pull: PullRequest, checkout: Path | None, scratch:
             wanted = _wanted_paths(changeset)
             blobs = read_blobs(pull.head_sha, wanted, root)
             for path, data in blobs.items():
-                _write(scratch, path, data)
+                write_file(scratch, path, data)
             return PullTree(changeset, scratch, root, "git")
     changeset, notes = api_changeset(api, pull, root)
     fetched, fetch_notes = _fetch_files(api, pull, _wanted_paths(changeset), scratch)
@@ -315,7 +316,7 @@ def _fetch_files(
             if len(data) > MAX_FETCH_BYTES:
                 notes.append(Note(NoteKind.TOO_LARGE, path, "skipped: file too large to fetch"))
                 continue
-            _write(scratch, path, data)
+            write_file(scratch, path, data)
             fetched[path] = data
     return fetched, notes
 
@@ -330,7 +331,8 @@ def fetch_file(api: GitHubApi, repository: str, path: str, ref: str) -> bytes | 
     return response.text.encode("utf-8", "surrogateescape")
 
 
-def _write(scratch: Path, path: str, data: bytes) -> None:
+def write_file(scratch: Path, path: str, data: bytes) -> None:
+    """Write `data` at repository path `path` under `scratch`, making its directories."""
     target = scratch / path
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
